@@ -1,0 +1,102 @@
+"""`run_worker`: the second process of every service. It relays the outbox, runs the service's
+consumers and periodic jobs, serves Prometheus metrics, and stops gracefully on SIGTERM/SIGINT
+(finish the batch in hand, commit, leave the consumer group)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from prometheus_client import start_http_server
+
+from vafa.kit.consumer import Consumer
+from vafa.kit.db import Database
+from vafa.kit.kafka import make_producer
+from vafa.kit.logs import configure_logging
+from vafa.kit.outbox import OutboxRelay
+from vafa.kit.settings import ServiceSettings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerContext:
+    settings: ServiceSettings
+    db: Database
+    producer: AIOKafkaProducer
+
+
+@dataclass(frozen=True, slots=True)
+class Periodic:
+    """A job run every `every` seconds (the first run after one interval)."""
+
+    name: str
+    every: float
+    run: Callable[[WorkerContext], Awaitable[None]]
+
+
+ConsumerFactory = Callable[[WorkerContext], Consumer]
+
+
+async def _periodic(job: Periodic, ctx: WorkerContext, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), job.every)
+            return
+        except TimeoutError:
+            pass
+        try:
+            await job.run(ctx)
+        except Exception:
+            log.exception("periodic_job_failed", job=job.name)
+
+
+async def run_worker(
+    settings: ServiceSettings,
+    *,
+    consumers: Sequence[ConsumerFactory] = (),
+    periodic: Sequence[Periodic] = (),
+    stop: asyncio.Event | None = None,
+) -> None:
+    configure_logging(settings.log_level, json=settings.log_json, service=settings.service_name)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+            pass
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.host)
+
+    db = Database(settings.database_url, pool_size=max(4, len(consumers) + 2))
+    producer = make_producer(settings.kafka, client_id=f"{settings.service_name}-worker")
+    await producer.start()
+    ctx = WorkerContext(settings=settings, db=db, producer=producer)
+    relay = OutboxRelay(db, producer, settings.kafka)
+    tasks = [asyncio.create_task(relay.run(stop), name="outbox-relay")]
+    tasks += [asyncio.create_task(factory(ctx).run(stop), name="consumer") for factory in consumers]
+    tasks += [asyncio.create_task(_periodic(job, ctx, stop), name=job.name) for job in periodic]
+    log.info("worker_started", consumers=len(consumers), periodic=[j.name for j in periodic])
+    try:
+        # A crashed task is fatal: the supervisor restarts the process and nothing is lost.
+        done, _ = await asyncio.wait(
+            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in tasks and task.exception() is not None:
+                log.error("worker_task_crashed", task=task.get_name(), error=repr(task.exception()))
+                stop.set()
+                raise task.exception()  # type: ignore[misc]
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await producer.stop()
+        await db.dispose()
+        log.info("worker_stopped")

@@ -1,0 +1,1 @@
+"""Inventory: the product catalogue and stock, moved by order events."""

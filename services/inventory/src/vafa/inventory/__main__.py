@@ -1,0 +1,4 @@
+from vafa.inventory.spec import SPEC
+from vafa.kit.cli import main
+
+main(SPEC)

@@ -1,0 +1,5 @@
+from vafa.kit.outbox import Outbox
+
+outbox = Outbox(source="/vafa/inventory")
+
+STOCK_TOPIC = "inventory.stock.v1"
