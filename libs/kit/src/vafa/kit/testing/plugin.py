@@ -81,7 +81,9 @@ async def database_url(service_spec: ServiceSpec) -> str:
 
 @pytest.fixture(scope="session")
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
-    return service_spec.settings(database_url=database_url, kafka=kafka, log_json=False)
+    return service_spec.settings(
+        database_url=database_url, kafka=kafka, log_json=False, worker_metrics_port=0
+    )
 
 
 @pytest.fixture(scope="session")

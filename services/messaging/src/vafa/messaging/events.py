@@ -1,0 +1,3 @@
+from vafa.kit.outbox import Outbox
+
+outbox = Outbox(source="/vafa/messaging")

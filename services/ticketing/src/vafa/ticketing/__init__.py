@@ -1,0 +1,1 @@
+"""Ticketing: After-sales tickets, routing and SLAs (its features arrive with the ticketing issue)."""
