@@ -1,0 +1,1 @@
+"""Loyalty: the club's points ledger, earned and reversed by attributed purchases."""
