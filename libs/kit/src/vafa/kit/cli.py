@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ class ServiceSpec:
     # "vafa.<name>.app:create_app", an app factory for uvicorn.
     app_factory: str
     # async (settings, stop) -> None; stop=None means: stop on SIGTERM/SIGINT.
-    worker: Callable[[ServiceSettings, asyncio.Event | None], Awaitable[None]]
+    worker: Callable[[ServiceSettings, asyncio.Event | None], Coroutine[Any, Any, None]]
     # services/<name>: holds alembic.ini and migrations/.
     service_dir: Path
 

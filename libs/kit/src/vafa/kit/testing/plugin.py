@@ -72,25 +72,36 @@ async def kafka(run_id: str) -> KafkaSettings:
 
 
 @pytest.fixture(scope="session")
-async def database_url(service_spec: ServiceSpec) -> str:
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    url = await _recreate_database(f"test_{service_spec.name}_{worker}")
-    await asyncio.to_thread(upgrade, service_spec.service_dir, url)
-    return url
+async def _databases() -> AsyncIterator[dict[str, Database]]:
+    """One migrated database per service per run, shared by that service's tests. Keyed by
+    service rather than session-scoped per fixture, so one pytest run can cover every service
+    (each service's conftest overrides `service_spec`)."""
+    cache: dict[str, Database] = {}
+    yield cache
+    for database in cache.values():
+        await database.dispose()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
+async def db(service_spec: ServiceSpec, _databases: dict[str, Database]) -> Database:
+    if service_spec.name not in _databases:
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        url = await _recreate_database(f"test_{service_spec.name}_{worker}")
+        await asyncio.to_thread(upgrade, service_spec.service_dir, url)
+        _databases[service_spec.name] = Database(url, pool_size=5)
+    return _databases[service_spec.name]
+
+
+@pytest.fixture
+def database_url(db: Database) -> str:
+    return db.url
+
+
+@pytest.fixture
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
     return service_spec.settings(
         database_url=database_url, kafka=kafka, log_json=False, worker_metrics_port=0
     )
-
-
-@pytest.fixture(scope="session")
-async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database(database_url, pool_size=5)
-    yield database
-    await database.dispose()
 
 
 @pytest.fixture
