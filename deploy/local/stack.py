@@ -55,7 +55,8 @@ def ensure_env() -> dict[str, str]:
         "VAFA_INTERNAL_TOKEN": secrets.token_urlsafe(32),
         "VAFA_SHOPIFY_WEBHOOK_SECRET": secrets.token_hex(24),
         "VAFA_WOOCOMMERCE_WEBHOOK_SECRET": secrets.token_hex(24),
-        "VAFA_STANDARD_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        "VAFA_STANDARD_WEBHOOK_SECRET": "whsec_"
+        + base64.b64encode(secrets.token_bytes(24)).decode(),
     }
     changed = False
     for k, v in defaults.items():

@@ -11,17 +11,7 @@ from vafa.kit import cloudevents
 from vafa.kit.db import Database
 from vafa.kit.kafka import make_producer
 from vafa.kit.settings import ServiceSettings
-
-
-async def wait_for(predicate, timeout: float = 20.0):  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
+from vafa.kit.testing.poll import eventually
 
 
 async def test_order_events_move_stock_once(
@@ -71,7 +61,7 @@ async def test_order_events_move_stock_once(
             ).scalar_one()
             return n == 2
 
-    await wait_for(moved)
+    await eventually(moved, what="both order events applied")
     await asyncio.sleep(0.5)  # let the duplicate arrive too
     async with db.sessionmaker() as s:
         item = await service.get_item(s, "W-1")
@@ -87,7 +77,7 @@ async def test_order_events_move_stock_once(
                 await s.execute(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
             ).scalar_one() == 0
 
-    await wait_for(relayed)
+    await eventually(relayed, what="outbox relayed")
 
     # The record that is not a CloudEvent went to the dead-letter topic with the error.
     consumer = AIOKafkaConsumer(

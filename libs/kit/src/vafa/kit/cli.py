@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vafa.kit.settings import ServiceSettings
 
