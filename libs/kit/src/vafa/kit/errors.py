@@ -147,13 +147,16 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # The full error goes to the log with the request id; the client sees none of it.
-        log.exception("unhandled_error", path=request.url.path)
+        # Starlette runs this handler outermost, after the request-context middleware has
+        # unwound, so the request id comes from the scope state that middleware left behind.
+        request_id = getattr(request.state, "request_id", None)
+        log.error("unhandled_error", path=request.url.path, request_id=request_id, exc_info=exc)
         return problem_response(
             500,
             "An unexpected error occurred. It has been logged; quote the request id to support.",
             instance=request.url.path,
-            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            headers={"x-request-id": request_id} if request_id else None,
+            request_id=request_id,
         )
 
 

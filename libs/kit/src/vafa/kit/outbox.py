@@ -117,6 +117,9 @@ _CLAIM = text(
     "SELECT id, topic, key, headers, payload FROM outbox WHERE sent_at IS NULL "
     "ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# Only one relay of a service publishes at a time (several worker replicas may run), so events
+# of one key leave in commit order. The lock is released with the transaction.
+_LEADER = text("SELECT pg_try_advisory_xact_lock(hashtext('vafa_outbox_relay'))")
 _MARK = text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
 _PURGE = text("DELETE FROM outbox WHERE sent_at < now() - make_interval(hours => :hours)")
 
@@ -158,6 +161,8 @@ class OutboxRelay:
     async def publish_batch(self) -> int:
         """One pass: claim up to batch_size unsent rows, publish, mark sent. Returns the count."""
         async with self.db.sessionmaker() as session, session.begin():
+            if not (await session.execute(_LEADER)).scalar_one():
+                return 0
             rows = (await session.execute(_CLAIM, {"limit": self.batch_size})).all()
             if not rows:
                 BACKLOG.set(0)

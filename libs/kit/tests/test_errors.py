@@ -1,0 +1,78 @@
+"""Every error a service returns is RFC 9457 problem+json, and unexpected ones leak nothing."""
+
+import httpx
+from fastapi import FastAPI
+from pydantic import BaseModel, Field
+
+from vafa.kit.errors import Problem, install_problem_handlers
+from vafa.kit.http import BodySizeLimitMiddleware, RequestContextMiddleware
+
+
+class Body(BaseModel):
+    phone: str = Field(min_length=5)
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=100)
+    app.add_middleware(RequestContextMiddleware)
+
+    @app.post("/things")
+    async def create(body: Body) -> dict[str, str]:
+        return {"phone": body.phone}
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise Problem(409, "Already yours.", type="conflict", customer_id="c-1")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("password=hunter2 in a stack trace")
+
+    return app
+
+
+async def call(method: str, path: str, **kw: object) -> httpx.Response:
+    transport = httpx.ASGITransport(app=make_app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        return await c.request(method, path, **kw)  # type: ignore[arg-type]
+
+
+async def test_validation_error_points_at_the_field() -> None:
+    r = await call("POST", "/things", json={"phone": "1"})
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    body = r.json()
+    assert body["errors"][0]["pointer"] == "/body/phone" and body["detail"].startswith(
+        "/body/phone"
+    )
+
+
+async def test_not_found_method_and_size() -> None:
+    assert (await call("GET", "/nope")).json()["status"] == 404
+    r = await call("GET", "/things")
+    assert r.status_code == 405 and r.headers["content-type"] == "application/problem+json"
+    r = await call(
+        "POST", "/things", content=b"x" * 101, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 413 and r.json()["title"] == "Content Too Large"
+
+
+async def test_domain_problem_with_extension_members() -> None:
+    r = await call("GET", "/conflict")
+    assert r.status_code == 409
+    assert r.json() == {
+        "type": "https://vafa.dev/problems/conflict",
+        "title": "Conflict",
+        "status": 409,
+        "detail": "Already yours.",
+        "instance": "/conflict",
+        "customer_id": "c-1",
+    }
+
+
+async def test_unexpected_error_leaks_nothing_but_gives_the_request_id() -> None:
+    r = await call("GET", "/boom", headers={"x-request-id": "req-123"})
+    assert r.status_code == 500
+    assert "hunter2" not in r.text and "RuntimeError" not in r.text
+    assert r.json()["request_id"] == "req-123" and r.headers["x-request-id"] == "req-123"
