@@ -43,7 +43,9 @@ def minor(money: Any) -> tuple[int, str]:
 
 
 def test_shopify_orders_create_sample(fixture_bytes: Load) -> None:
-    result = n.shopify_event("orders/create", body(fixture_bytes, "shopify_orders_create.json"), shop=SHOP)
+    result = n.shopify_event(
+        "orders/create", body(fixture_bytes, "shopify_orders_create.json"), shop=SHOP
+    )
     assert isinstance(result, n.Normalised)
     assert isinstance(result.message, OrderPlaced)
     o = result.message.order
@@ -69,7 +71,13 @@ def test_shopify_orders_create_sample(fixture_bytes: Load) -> None:
     ]
     assert [li.unit_price.amount_minor for li in o.line_items] == [8999, 1999, 2499, 15999, 11999]
     assert sum(li.total.amount_minor for li in o.line_items) == 41495  # the body's 414.95
-    assert [li.line_id for li in o.line_items][0] == "487817672276298554"
+    assert [li.line_id for li in o.line_items] == [
+        "487817672276298554",
+        "789012345678901234",
+        "890123456789012345",
+        "976318377106520349",
+        "315789986012684393",
+    ]
     assert [li.product_id for li in o.line_items] == [
         "788032119674292922",
         "",
@@ -90,7 +98,8 @@ def test_shopify_orders_create_sample(fixture_bytes: Load) -> None:
 
 def test_shopify_event_type_comes_from_the_topic_not_the_body(fixture_bytes: Load) -> None:
     raw = {
-        name: fixture_bytes(f"shopify_orders_{name}.json") for name in ("create", "paid", "cancelled")
+        name: fixture_bytes(f"shopify_orders_{name}.json")
+        for name in ("create", "paid", "cancelled")
     }
     assert raw["create"] == raw["paid"] == raw["cancelled"]  # byte-identical samples
     placed = n.shopify_event("orders/create", n.parse_json(raw["create"]), shop=SHOP)
@@ -148,7 +157,14 @@ def test_shopify_refunds_create_sample(fixture_bytes: Load) -> None:
     assert refund.refund_id == "890088186047892319"
     assert minor(refund.amount) == (8500, "USD")  # 75.00 + 10.00 of refund transactions
     assert len(refund.lines) == 5
-    assert [x.line_id for x in refund.lines][0] == "487817672276298554"
+    # line_item_id, not the refund line's own id (487817672276298627).
+    assert [x.line_id for x in refund.lines] == [
+        "487817672276298554",
+        "789012345678901234",
+        "890123456789012345",
+        "976318377106520349",
+        "315789986012684393",
+    ]
     assert [x.sku for x in refund.lines] == [
         "SKU2006-001",
         "LENS-PROTECT-2YR",
@@ -170,7 +186,9 @@ def test_shopify_rest_refund_fixture(fixture_bytes: Load) -> None:
     assert refund.refund_id == "509562969"
     assert minor(refund.amount) == (20900, "USD")
     # No subtotal in this old shape: the line item's price x quantity; `restock: true`.
-    assert [(x.line_id, x.sku, x.quantity, x.amount.amount_minor, x.restock) for x in refund.lines] == [
+    assert [
+        (x.line_id, x.sku, x.quantity, x.amount.amount_minor, x.restock) for x in refund.lines
+    ] == [
         ("703073504", "IPOD2008BLACK", 1, 19900, True),
         ("466157049", "IPOD2008GREEN", 1, 19900, True),
     ]
@@ -268,13 +286,25 @@ def test_woocommerce_order_created_sample(fixture_bytes: Load) -> None:
     assert minor(o.discount_total) == (0, "USD")
     assert list(o.discount_codes) == []  # coupon_lines is empty
     assert [
-        (li.line_id, li.sku, li.product_id, li.quantity, li.unit_price.amount_minor, li.total.amount_minor)
+        (
+            li.line_id,
+            li.sku,
+            li.product_id,
+            li.quantity,
+            li.unit_price.amount_minor,
+            li.total.amount_minor,
+        )
         for li in o.line_items
     ] == [("315", "", "93", 2, 300, 600), ("316", "Bar3", "22", 1, 1200, 1200)]
     c = o.customer
     assert c.shop_customer_id == ""  # customer_id 0: a guest
     assert (c.email, c.phone) == ("john.doe@example.com", "(555) 555-5555")
-    assert (c.first_name, c.last_name, c.country_code, c.city) == ("John", "Doe", "US", "San Francisco")
+    assert (c.first_name, c.last_name, c.country_code, c.city) == (
+        "John",
+        "Doe",
+        "US",
+        "San Francisco",
+    )
     assert o.financial_status == "processing"
     assert o.placed_at.ToDatetime(tzinfo=UTC) == datetime(2017, 3, 22, 19, 28, 2, tzinfo=UTC)
 
@@ -445,7 +475,15 @@ def test_standard_order_refunded_needs_a_refund() -> None:
         refund={
             "refund_id": "r1",
             "amount_minor": 650000,
-            "lines": [{"line_id": "1", "sku": "TEA-1", "quantity": 1, "amount_minor": 650000, "restock": True}],
+            "lines": [
+                {
+                    "line_id": "1",
+                    "sku": "TEA-1",
+                    "quantity": 1,
+                    "amount_minor": 650000,
+                    "restock": True,
+                }
+            ],
         }
     )
     result = n.standard_event(StandardOrderWebhook.model_validate(envelope("order.refunded", data)))
@@ -473,7 +511,10 @@ def test_standard_order_schema_refuses(bad: dict[str, Any]) -> None:
 
 
 def test_standard_contact_fixtures_are_not_orders(fixture_bytes: Load) -> None:
-    for name in ("standard_webhooks_contact_created_full.json", "standard_webhooks_contact_created_thin.json"):
+    for name in (
+        "standard_webhooks_contact_created_full.json",
+        "standard_webhooks_contact_created_thin.json",
+    ):
         env = StandardEnvelope.model_validate(body(fixture_bytes, name))
         assert env.type == "contact.created" and env.type not in ORDER_TYPES
 

@@ -80,7 +80,8 @@ def to_minor(value: object, currency: str, *, round_half_even: bool = False) -> 
     scaled = to_decimal(value).scaleb(exp)
     integral = scaled.to_integral_value(rounding=ROUND_HALF_EVEN)
     if integral != scaled and not round_half_even:
-        raise MoneyError(f"{value!r} has more decimals than {currency} allows ({exp})")
+        shown = repr(str(value)) if isinstance(value, Decimal) else repr(value)
+        raise MoneyError(f"{shown} has more decimals than {currency} allows ({exp})")
     if abs(integral) >= 2**63:
         raise MoneyError(f"{value!r} is too large an amount")
     return int(integral)
