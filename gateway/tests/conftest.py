@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from vafa.gateway.app import create_app
 from vafa.gateway.config import GatewaySettings
@@ -142,45 +142,53 @@ async def orders(kafka: KafkaSettings) -> AsyncIterator[TopicReader]:
 # --- small real services ------------------------------------------------------------------------
 
 
-def echo(service: str) -> Callable[..., Awaitable[dict[str, Any]]]:
-    async def handler(request: Request) -> dict[str, Any]:
-        return {
-            "service": service,
-            "method": request.method,
-            "path": request.url.path,
-            "raw_path": request.scope["raw_path"].decode(),
-            "query": request.url.query,
-            "body": (await request.body()).decode(),
-            "headers": {k: v for k, v in request.headers.items()},
-        }
+async def _echo(service: str, request: Request) -> dict[str, Any]:
+    return {
+        "service": service,
+        "method": request.method,
+        "path": request.url.path,
+        "raw_path": request.scope["raw_path"].decode(),
+        "query": request.url.query,
+        "body": (await request.body()).decode(),
+        "headers": dict(request.headers.items()),
+    }
 
-    return handler
+
+async def _healthz() -> dict[str, str]:
+    return {"status": "ok"}
 
 
 def profile_app() -> FastAPI:
     app = FastAPI(title="Vafa profile", description="Customers.", responses=PROBLEM_RESPONSES)
     install_problem_handlers(app)
     r = APIRouter(tags=["customers"])
-    r.add_api_route("/v1/customers/lookup", echo("profile:lookup"), methods=["GET"])
-    r.add_api_route("/v1/customers/{customer_id}", echo("profile:customer"), methods=["GET"])
-    r.add_api_route(
-        "/v1/customers/{customer_id}",
-        echo("profile:customer"),
-        methods=["PATCH"],
-        name="patch_customer",
-    )
-    r.add_api_route("/v1/customers", echo("profile:list"), methods=["GET"])
-    r.add_api_route("/v1/club/me", echo("profile:club-me"), methods=["GET"])
-    r.add_api_route(
-        "/v1/club/login",
-        echo("profile:club-login"),
-        methods=["POST"],
-        openapi_extra={"security": []},
-    )
 
-    async def teapot(request: Request) -> Any:
-        from fastapi.responses import Response
+    @r.get("/v1/customers/lookup")
+    async def lookup(request: Request) -> dict[str, Any]:
+        return await _echo("profile:lookup", request)
 
+    @r.get("/v1/customers/{customer_id}")
+    async def get_customer(customer_id: str, request: Request) -> dict[str, Any]:
+        return await _echo("profile:customer", request)
+
+    @r.patch("/v1/customers/{customer_id}")
+    async def patch_customer(customer_id: str, request: Request) -> dict[str, Any]:
+        return await _echo("profile:customer", request)
+
+    @r.get("/v1/customers")
+    async def list_customers(request: Request) -> dict[str, Any]:
+        return await _echo("profile:list", request)
+
+    @r.get("/v1/club/me")
+    async def club_me(request: Request) -> dict[str, Any]:
+        return await _echo("profile:club-me", request)
+
+    @r.post("/v1/club/login", openapi_extra={"security": []})
+    async def club_login(request: Request) -> dict[str, Any]:
+        return await _echo("profile:club-login", request)
+
+    @r.get("/v1/customers/{customer_id}/gone")
+    async def gone(customer_id: str) -> Response:
         return Response(
             b'{"type":"about:blank","title":"Gone","status":410}',
             status_code=410,
@@ -188,14 +196,13 @@ def profile_app() -> FastAPI:
             headers={"x-custom": "kept", "set-cookie": "a=1"},
         )
 
-    r.add_api_route("/v1/customers/{customer_id}/gone", teapot, methods=["GET"])
-
+    @r.get("/v1/slow")
     async def slow() -> dict[str, str]:
         await asyncio.sleep(3)
         return {"late": "yes"}
 
-    r.add_api_route("/v1/slow", slow, methods=["GET"])
     app.include_router(r)
+    app.add_api_route("/healthz", _healthz, include_in_schema=False)
     return app
 
 
@@ -203,13 +210,22 @@ def inventory_app() -> FastAPI:
     app = FastAPI(title="Vafa inventory", description="Stock.", responses=PROBLEM_RESPONSES)
     install_problem_handlers(app)
     r = APIRouter(tags=["inventory"])
-    r.add_api_route("/v1/products/{sku}/stock", echo("inventory:stock"), methods=["GET"])
-    r.add_api_route(
-        "/v1/products/{sku}/stock", echo("inventory:stock"), methods=["PUT"], name="put_stock"
-    )
+
+    @r.get("/v1/products/{sku}/stock")
+    async def get_stock(sku: str, request: Request) -> dict[str, Any]:
+        return await _echo("inventory:stock", request)
+
+    @r.put("/v1/products/{sku}/stock")
+    async def put_stock(sku: str, request: Request) -> dict[str, Any]:
+        return await _echo("inventory:stock", request)
+
     # Also claims a profile path (under another parameter name): profile, listed first, keeps it.
-    r.add_api_route("/v1/customers/{id}", echo("inventory:customer"), methods=["GET"])
+    @r.get("/v1/customers/{id}")
+    async def shadow(id: str, request: Request) -> dict[str, Any]:
+        return await _echo("inventory:customer", request)
+
     app.include_router(r)
+    app.add_api_route("/healthz", _healthz, include_in_schema=False)
     return app
 
 

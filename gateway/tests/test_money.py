@@ -59,7 +59,14 @@ def test_rounding_only_when_asked_and_half_even() -> None:
 
 def test_exponents_table() -> None:
     assert [exponent(c) for c in ("USD", "EUR", "IRR", "AMD", "JPY", "KRW", "BHD", "CLF")] == [
-        2, 2, 0, 2, 0, 0, 3, 4,
+        2,
+        2,
+        0,
+        2,
+        0,
+        0,
+        3,
+        4,
     ]
     assert all(len(code) == 3 and code.isupper() for code in CURRENCY_EXPONENTS)
     assert len(CURRENCY_EXPONENTS) > 150

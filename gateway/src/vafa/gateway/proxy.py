@@ -86,9 +86,12 @@ def upstream_headers(
         if (low := name.lower()) not in drop and not low.startswith(b"x-vafa-")
     ]
     request_id = request.scope.get("state", {}).get("request_id") or secrets.token_hex(8)
+    if principal.kind != "anonymous":
+        headers += [
+            (PRINCIPAL_HEADER.encode(), principal.header_value().encode()),
+            (ROLES_HEADER.encode(), ",".join(sorted(principal.roles)).encode()),
+        ]
     headers += [
-        (PRINCIPAL_HEADER.encode(), principal.header_value().encode()),
-        (ROLES_HEADER.encode(), ",".join(sorted(principal.roles)).encode()),
         (b"x-request-id", request_id.encode()),
         (b"traceparent", child_traceparent(current_traceparent.get()).encode()),
     ]
