@@ -1,0 +1,4 @@
+from vafa.kit.cli import main
+from vafa.profile.spec import SPEC
+
+main(SPEC)

@@ -1,0 +1,34 @@
+import asyncio
+
+from vafa.kit.consumer import Consumer
+from vafa.kit.settings import ServiceSettings
+from vafa.kit.worker import WorkerContext, run_worker
+from vafa.profile.config import Settings
+from vafa.profile.orders.handlers import order_handlers
+from vafa.profile.timeline.handlers import loyalty_handlers
+
+
+async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
+    assert isinstance(settings, Settings)
+
+    def orders(ctx: WorkerContext) -> Consumer:
+        return Consumer(
+            name="profile.orders",
+            topics=["shop.orders.v1"],
+            handlers=order_handlers(settings),
+            db=ctx.db,
+            kafka=settings.kafka,
+            producer=ctx.producer,
+        )
+
+    def loyalty(ctx: WorkerContext) -> Consumer:
+        return Consumer(
+            name="profile.loyalty",
+            topics=["loyalty.events.v1"],
+            handlers=loyalty_handlers(),
+            db=ctx.db,
+            kafka=settings.kafka,
+            producer=ctx.producer,
+        )
+
+    await run_worker(settings, consumers=[orders, loyalty], stop=stop)

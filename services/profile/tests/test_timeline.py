@@ -1,0 +1,144 @@
+"""The timeline: idempotent entries, keyset pages newest first, loyalty points."""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vafa.profile.customers import service as customers
+from vafa.profile.customers.identities import Identity, IdentityKind
+from vafa.profile.models import TimelineEntry
+from vafa.profile.timeline import service
+
+from .factories import unique
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def new_customer(session: AsyncSession) -> uuid.UUID:
+    r = await customers.resolve_customer(
+        session,
+        identities=[Identity(IdentityKind.email, f"{unique()}@example.com")],
+        details=customers.Details(),
+    )
+    return r.customer.id
+
+
+async def add(session: AsyncSession, cid: uuid.UUID, kind: str, at: datetime) -> int | None:
+    return await service.add_entry(
+        session,
+        customer_id=cid,
+        kind=kind,
+        occurred_at=at,
+        source="test",
+        source_id=unique("src-"),
+        summary=kind,
+        data={},
+    )
+
+
+async def test_an_entry_is_added_once_per_source_id(session: AsyncSession) -> None:
+    cid = await new_customer(session)
+    kw = dict(customer_id=cid, kind="order.paid", occurred_at=T0, source="shop", summary="s")
+    first = await service.add_entry(session, source_id="same", data={"n": 1}, **kw)  # type: ignore[arg-type]
+    second = await service.add_entry(session, source_id="same", data={"n": 2}, **kw)  # type: ignore[arg-type]
+    assert first is not None and second is None
+    assert await service.has_entry(session, source_id="same")
+    entry = await session.get(TimelineEntry, first)
+    assert entry is not None and entry.data == {"n": 1}
+
+
+async def test_pages_walk_newest_first_without_gaps_or_repeats(session: AsyncSession) -> None:
+    cid = await new_customer(session)
+    other = await new_customer(session)
+    # 7 entries, three of them at the same instant (the id breaks the tie).
+    times = [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=1), T0 + timedelta(minutes=1)]
+    times += [T0 + timedelta(minutes=5), T0 - timedelta(days=1), T0 + timedelta(hours=1)]
+    ids = [await add(session, cid, "order.paid", t) for t in times]
+    await add(session, other, "order.paid", T0)
+    expected = [
+        i for _, i in sorted(zip(times, ids, strict=True), key=lambda p: (p[0], p[1]), reverse=True)
+    ]
+
+    seen: list[int] = []
+    cursor = None
+    pages = 0
+    while True:
+        entries, cursor = await service.list_entries(
+            session, customer_id=cid, limit=3, cursor=cursor
+        )
+        seen += [e.id for e in entries]
+        pages += 1
+        if cursor is None:
+            break
+    assert seen == expected
+    assert pages == 3
+
+
+async def test_exact_page_size_has_no_next_cursor(session: AsyncSession) -> None:
+    cid = await new_customer(session)
+    for i in range(3):
+        await add(session, cid, "order.paid", T0 + timedelta(seconds=i))
+    entries, cursor = await service.list_entries(session, customer_id=cid, limit=3)
+    assert len(entries) == 3 and cursor is None
+
+
+async def test_kind_filter(session: AsyncSession) -> None:
+    cid = await new_customer(session)
+    for i, kind in enumerate(["order.paid", "points.earned", "order.refunded", "points.earned"]):
+        await add(session, cid, kind, T0 + timedelta(seconds=i))
+    entries, _ = await service.list_entries(
+        session, customer_id=cid, limit=10, kinds=["points.earned", "order.refunded"]
+    )
+    assert [e.kind for e in entries] == ["points.earned", "order.refunded", "points.earned"]
+
+
+@pytest.mark.parametrize("cursor", ["garbage", "W10", "WyJ4IiwgMV0", "WyIyMDI2LTAxLTAxIiwxXQ"])
+async def test_a_cursor_we_did_not_issue_is_refused(session: AsyncSession, cursor: str) -> None:
+    with pytest.raises(service.InvalidCursor):
+        await service.list_entries(session, customer_id=uuid.uuid4(), limit=3, cursor=cursor)
+
+
+async def test_points_land_on_the_timeline_and_unknown_customers_are_skipped(
+    session: AsyncSession,
+) -> None:
+    cid = await new_customer(session)
+    common = dict(balance=120, order_ref="shopify:s:1", entry_id="le-1", occurred_at=T0)
+    earned = await service.record_points(
+        session,
+        kind="points.earned",
+        customer_id=str(cid),
+        points=120,
+        reason="order",
+        source_id="pts-1",
+        **common,  # type: ignore[arg-type]
+    )
+    assert earned is not None
+    entry = await session.get(TimelineEntry, earned)
+    assert entry is not None
+    assert (entry.kind, entry.source, entry.customer_id) == ("points.earned", "loyalty", cid)
+    assert entry.summary == "Earned 120 points (order, order shopify:s:1); balance 120."
+    assert entry.data["points"] == 120 and entry.data["entry_id"] == "le-1"
+
+    skipped = [unique("pts-") for _ in range(3)]
+    for unknown, source_id in zip((str(uuid.uuid4()), "not-a-uuid", ""), skipped, strict=True):
+        assert (
+            await service.record_points(
+                session,
+                kind="points.reversed",
+                customer_id=unknown,
+                points=5,
+                reason="order_refunded",
+                source_id=source_id,
+                **common,  # type: ignore[arg-type]
+            )
+            is None
+        )
+    n = await session.scalar(
+        select(func.count())
+        .select_from(TimelineEntry)
+        .where(TimelineEntry.source_id.in_(["pts-1", *skipped]))
+    )
+    assert n == 1
