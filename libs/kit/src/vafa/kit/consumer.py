@@ -94,7 +94,16 @@ class Consumer:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.consumer.start()
+        # Starting can wait a long time (a topic not created yet); a stop must still end it.
+        starting = asyncio.ensure_future(self.consumer.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            await self.consumer.stop()
+            return
+        starting.result()
         log.info("consumer_started", consumer=self.name, topics=self.topics)
         try:
             while not stop.is_set():
