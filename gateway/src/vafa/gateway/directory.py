@@ -99,11 +99,12 @@ class ServiceDirectory:
         changed = False
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
+                if name not in self._errors:  # log a change of state, not every attempt
+                    log.warning("service_openapi_unavailable", service=name, error=repr(result))
                 self._errors[name] = repr(result)
-                if name not in self._docs:
-                    log.info("service_openapi_unavailable", service=name, error=repr(result))
                 continue
-            self._errors.pop(name, None)
+            if self._errors.pop(name, None) is not None:
+                log.info("service_openapi_available", service=name)
             if self._docs.get(name) != result:
                 self._docs[name] = result
                 changed = True
@@ -136,7 +137,9 @@ class ServiceDirectory:
             await self.refresh()
 
     async def resolve(self, path: str) -> Route | None:
-        await self.ensure()
+        """The route for a path. Only a path that matches nothing waits for a refresh (at most
+        one per `refresh_after`); a missing service is otherwise left to the warm-up, so a
+        service that is down never slows the requests for the others."""
         route = self._table.match(path)
         if route is None and self.stale():
             await self.refresh()

@@ -67,11 +67,14 @@ def _publisher(request: Request) -> EventPublisher:
     return publisher
 
 
+_DISPLAY = {"shopify": "Shopify", "woocommerce": "WooCommerce", "standard": "Standard Webhooks"}
+
+
 def _not_configured(platform: str, env: str) -> Problem:
     service.WEBHOOKS.labels(platform, "not_configured").inc()
     return Problem(
         503,
-        f"{platform} webhooks are not configured on this gateway ({env} is not set).",
+        f"{_DISPLAY[platform]} webhooks are not configured on this gateway ({env} is not set).",
         type="webhook-not-configured",
     )
 
