@@ -1,5 +1,5 @@
 import json
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator
@@ -39,11 +39,14 @@ class Settings(ServiceSettings):
             raise ValueError("points_per_unit must be a JSON object of currency -> rate")
         rates: dict[str, Decimal] = {}
         for currency, rate in value.items():
-            if isinstance(rate, float):
-                raise ValueError(f"the rate of {currency} must be a Decimal, not a float")
+            if isinstance(rate, float | bool) or not isinstance(rate, Decimal | int | str):
+                raise ValueError(f"the rate of {currency} must be a decimal number, not {rate!r}")
             code = str(currency).upper()
             exponent(code)  # raises for anything that is not an ISO 4217 code
-            amount = Decimal(str(rate)) if not isinstance(rate, Decimal) else rate
+            try:
+                amount = rate if isinstance(rate, Decimal) else Decimal(str(rate).strip())
+            except InvalidOperation:
+                raise ValueError(f"the rate of {code} is not a number: {rate!r}") from None
             if not amount.is_finite() or amount < 0:
                 raise ValueError(f"the rate of {code} must be a finite number >= 0")
             rates[code] = amount

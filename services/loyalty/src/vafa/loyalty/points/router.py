@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from vafa.kit.auth import MemberDep, Principal, StaffRead, require
 from vafa.kit.db import SessionDep
 from vafa.kit.errors import NotFound
+from vafa.loyalty.models import EntryKind
 from vafa.loyalty.points import service
 from vafa.loyalty.points.schemas import (
     AdjustmentCreate,
@@ -83,7 +84,7 @@ async def create_adjustment(
         id=entry.id,
         customer_id=entry.customer_id,
         delta=entry.delta,
-        kind=entry.kind,  # type: ignore[arg-type]
+        kind=EntryKind(entry.kind),
         reason=entry.reason,
         order_ref=entry.order_ref,
         created_at=entry.created_at,

@@ -311,8 +311,14 @@ async def apply_purchase(
     purchase: profile_pb2.PurchaseAttributed,
     rates: Mapping[str, Decimal],
 ) -> LedgerEntry | None:
-    customer_id = uuid.UUID(purchase.customer_id)  # not a uuid: a broken event, for the DLQ
+    # A broken event raises, so the consumer dead-letters it rather than guessing: keys built
+    # from an empty order_ref or refund_id would make different orders or refunds one.
+    customer_id = uuid.UUID(purchase.customer_id)
+    if not purchase.order.order_ref:
+        raise ValueError("PurchaseAttributed without an order_ref")
     kind = purchase.kind
+    if kind == profile_pb2.PURCHASE_KIND_REFUNDED and not purchase.refund.refund_id:
+        raise ValueError(f"refund of {purchase.order.order_ref!r} without a refund_id")
     if kind == profile_pb2.PURCHASE_KIND_PAID:
         return await earn_for_order(
             session, customer_id=customer_id, order=purchase.order, rates=rates
