@@ -24,7 +24,8 @@ from vafa.kit import cloudevents
 from vafa.kit.errors import PROBLEM_RESPONSES, install_problem_handlers
 from vafa.kit.settings import KafkaSettings
 
-pytest_plugins = ["vafa.kit.testing.plugin"]
+# The kit's pytest plugin (its `kafka` fixture) is enabled by the repository's root conftest.py;
+# naming it here too would break a run from the root (pytest_plugins in a non-root conftest).
 
 FIXTURES = (Path(__file__).parents[2] / "../shared/fixtures/webhooks").resolve()
 

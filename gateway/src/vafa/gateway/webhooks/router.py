@@ -147,7 +147,10 @@ def _iso(value: str | None) -> datetime | None:
         "Topics orders/create, orders/paid, orders/cancelled and refunds/create become "
         "OrderPlaced, OrderPaid, OrderCancelled and OrderRefunded on `shop.orders.v1`; the event "
         "type comes from `X-Shopify-Topic`, never from the body. Other topics are acknowledged "
-        "and ignored. The body is the order (or refund) resource exactly as Shopify sends it."
+        "and ignored. The body is the order (or refund) resource exactly as Shopify sends it. "
+        "A refund's amount is the sum of its successful refund transactions; as the refund has "
+        "no currency of its own, it is the transactions' currency, else the shop currency of "
+        "its `*_set` money objects."
     ),
     openapi_extra=_raw_body_doc("The Shopify resource, signed with X-Shopify-Hmac-Sha256."),
 )
