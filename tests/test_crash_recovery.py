@@ -41,7 +41,9 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
             shop.persian_customer(i, tag=tag) if i % 2 else shop.armenian_customer(i, tag=tag)
         )
         dollars = 10 + i % 7 * 5
-        body = shop.shopify_order(10**9 + i, customer, [Line(f"K-{tag}", 1, f"{dollars}.00")])
+        body = shop.shopify_order(
+            int(tag, 16) % 10**9 * 1000 + i, customer, [Line(f"K-{tag}", 1, f"{dollars}.00")]
+        )
         deliveries.append(shop.shopify_delivery("orders/paid", body, event_id=f"{tag}-{i}"))
         expected[customer.email] = dollars
 

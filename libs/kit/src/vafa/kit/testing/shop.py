@@ -18,6 +18,12 @@ from typing import Any
 PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 
 
+def _customer_id(locale: str, tag: str, n: int) -> int:
+    """The shop's customer id: distinct per (tag, n), so separate tests never share a buyer."""
+    digest = hashlib.sha256(f"{locale}:{tag}:{n}".encode()).hexdigest()
+    return int(digest[:13], 16)
+
+
 @dataclass
 class Customer:
     shop_customer_id: int
@@ -72,7 +78,7 @@ class ShopSimulator:
         # Iranian storefronts often pass on what the buyer typed: Persian digits included.
         phone = mobile.translate(PERSIAN_DIGITS) if n % 2 else mobile
         return Customer(
-            shop_customer_id=7_000_000_000_000 + n,
+            shop_customer_id=_customer_id("fa", tag, n),
             first_name=fake.first_name(),
             last_name=fake.last_name(),
             email=f"fa{tag}{n}@example.ir",
@@ -87,7 +93,7 @@ class ShopSimulator:
         number = f"{self._rng.randrange(10**6):06d}"
         phone = f"+374 {code} {number}" if n % 2 else f"0{code}{number}"
         return Customer(
-            shop_customer_id=8_000_000_000_000 + n,
+            shop_customer_id=_customer_id("hy", tag, n),
             first_name=fake.first_name(),
             last_name=fake.last_name(),
             email=f"hy{tag}{n}@example.am",
