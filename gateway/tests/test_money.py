@@ -44,6 +44,8 @@ def test_to_minor(amount: object, currency: str, expected: int) -> None:
         ("1.00", "usd"),
         ("1.00", "XYZ"),
         ("1.00", "XXX"),
+        ("1e999999999", "USD"),  # would overflow the Decimal context
+        ("1e-40", "USD"),
     ],
 )
 def test_to_minor_refuses(amount: object, currency: str) -> None:

@@ -529,8 +529,40 @@ def test_parse_json_is_exact() -> None:
 
 
 @pytest.mark.parametrize(
-    "raw", [b"", b"{", b'{"a": NaN}', b'{"a": Infinity}', b"\xff\xfe{", b"[" * 100_000]
+    "raw",
+    [
+        b"",
+        b"{",
+        b'{"a": NaN}',
+        b'{"a": Infinity}',
+        b"\xff\xfe{",
+        b"[" * 100_000,
+        b'{"email": "a\\ud800b"}',  # a lone surrogate: not text a protobuf string can hold
+        b'{"\\uDC00": 1}',
+    ],
 )
 def test_parse_json_refuses(raw: bytes) -> None:
     with pytest.raises(n.BadJson):
         n.parse_json(raw)
+
+
+def test_parse_json_keeps_surrogate_pairs() -> None:
+    assert n.parse_json(b'{"name": "\\ud83d\\ude00 \\u0639\\u0644\\u06cc"}') == {"name": "😀 علی"}
+
+
+@pytest.mark.parametrize(
+    ("mutate", "pointer"),
+    [
+        (lambda d: d["line_items"][0].update(quantity=2**70), "/line_items/0/quantity"),
+        (lambda d: d["line_items"][0].update(price=Decimal("1e999999999")), "/line_items/0/price"),
+        (lambda d: d.update(total_price="1e40"), "/total_price"),
+    ],
+)
+def test_out_of_range_numbers_are_refused(
+    fixture_bytes: Load, mutate: Callable[[dict[str, Any]], Any], pointer: str
+) -> None:
+    data = body(fixture_bytes, "shopify_orders_create.json")
+    mutate(data)
+    with pytest.raises(n.NormaliseError) as exc:
+        n.shopify_order(data, shop=SHOP)
+    assert exc.value.pointer == pointer

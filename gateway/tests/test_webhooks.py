@@ -151,6 +151,9 @@ async def test_shopify_malformed_json_is_400_and_writes_nothing(
     r = await post_shopify(gw, body, "orders/create", secrets.shopify)
     p = assert_problem(r, 400)
     assert "not valid JSON" in p["detail"]
+    surrogate = b'{"id": 1, "currency": "USD", "email": "x\\udc00"}'
+    r = await post_shopify(gw, surrogate, "orders/create", secrets.shopify)
+    assert "surrogate" in assert_problem(r, 400)["detail"]
     assert await orders.since(mark) == []
 
 

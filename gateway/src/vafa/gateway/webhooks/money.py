@@ -69,6 +69,8 @@ def to_decimal(value: object) -> Decimal:
         raise MoneyError(f"{value!r} is not an amount")
     if not d.is_finite():
         raise MoneyError(f"{value!r} is not a finite amount")
+    if d and not -30 <= d.adjusted() <= 30:  # keeps every later Decimal operation exact
+        raise MoneyError(f"{value!r} is out of range for an amount")
     return d
 
 

@@ -16,6 +16,7 @@ Conventions that hold for every platform:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,7 @@ PLATFORM_NAMES = {
 }
 
 OrderEvent = OrderPlaced | OrderPaid | OrderCancelled | OrderRefunded
+MAX_QUANTITY = 1_000_000
 
 
 class BadJson(ValueError):
@@ -88,12 +90,36 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _check_unicode(value: Any) -> None:
+    """A lone surrogate escape ("\\ud800") parses into a str that is not valid Unicode and
+    cannot be put in a protobuf string; refuse it as bad JSON rather than fail later."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            item.encode("utf-8")
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 def parse_json(raw: bytes) -> Any:
-    """Stdlib JSON: exact big integers, fractions as Decimal, NaN/Infinity refused."""
+    """Stdlib JSON: exact big integers, fractions as Decimal, NaN/Infinity refused, text that
+    is valid Unicode only."""
     try:
-        return json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+        value = json.loads(raw, parse_float=Decimal, parse_constant=_no_constants)
+        if _SURROGATE_ESCAPE.search(raw):
+            _check_unicode(value)
+        return value
     except RecursionError:
         raise BadJson("the JSON is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise BadJson("a string holds a lone UTF-16 surrogate (\\uD800-\\uDFFF)") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, int digit limit
         raise BadJson(str(exc)) from None
 
@@ -150,8 +176,8 @@ def _int(d: dict[str, Any], key: str, base: str) -> int:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise NormaliseError(_ptr(base, key), "is required: an integer")
-    if value < 0:
-        raise NormaliseError(_ptr(base, key), "must not be negative")
+    if not 0 <= value <= MAX_QUANTITY:
+        raise NormaliseError(_ptr(base, key), f"must be between 0 and {MAX_QUANTITY}")
     return value
 
 
