@@ -146,15 +146,22 @@ class Consumer:
         BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - start)
 
     async def _apply(self, decoded: list[Decoded]) -> list[bool]:
+        """Applies the events in one transaction, each at most once: the inbox claims every id
+        of the batch in one statement, and only the first sighting of an id runs its handler."""
         outcomes = []
         async with self.db.sessionmaker() as session, session.begin():
+            fresh = await inbox.claim_many(
+                session, consumer=self.name, event_ids=[d.envelope.id for d in decoded]
+            )
             for d in decoded:
-                outcomes.append(await self._handle(session, d))
+                first = d.envelope.id in fresh
+                fresh.discard(d.envelope.id)
+                if first:
+                    await self._handle(session, d)
+                outcomes.append(first)
         return outcomes
 
-    async def _handle(self, session: AsyncSession, d: Decoded) -> bool:
-        if not await inbox.claim(session, consumer=self.name, event_id=d.envelope.id):
-            return False
+    async def _handle(self, session: AsyncSession, d: Decoded) -> None:
         token = current_traceparent.set(d.envelope.traceparent)
         structlog.contextvars.bind_contextvars(
             event_id=d.envelope.id, trace_id=trace_id_from_traceparent(d.envelope.traceparent)
@@ -164,7 +171,6 @@ class Consumer:
         finally:
             current_traceparent.reset(token)
             structlog.contextvars.unbind_contextvars("event_id", "trace_id")
-        return True
 
     async def _apply_one_with_retries(self, d: Decoded) -> None:
         attempt = 0

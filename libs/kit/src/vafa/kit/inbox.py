@@ -18,15 +18,18 @@ def inbox_table(metadata: MetaData) -> Table:
     )
 
 
-_CLAIM = text(
-    "INSERT INTO inbox (consumer, event_id) VALUES (:consumer, :event_id) "
-    "ON CONFLICT DO NOTHING RETURNING 1"
+_CLAIM_MANY = text(
+    "INSERT INTO inbox (consumer, event_id) SELECT :consumer, unnest(CAST(:ids AS text[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id"
 )
 
 
-async def claim(session: AsyncSession, *, consumer: str, event_id: str) -> bool:
-    """True the first time `consumer` sees `event_id` (the caller then applies the effect in the
-    same transaction); False for a duplicate. Concurrent claimers block on the row lock until the
-    first commits, so exactly one wins."""
-    result = await session.execute(_CLAIM, {"consumer": consumer, "event_id": event_id})
-    return result.first() is not None
+async def claim_many(session: AsyncSession, *, consumer: str, event_ids: list[str]) -> set[str]:
+    """Records a polled batch's event ids in one statement and returns those seen for the first
+    time; the caller applies their effects in the same transaction. A concurrent claimer of the
+    same id blocks on the row lock until the first commits, so exactly one applies it."""
+    if not event_ids:
+        return set()
+    unique = list(dict.fromkeys(event_ids))
+    result = await session.execute(_CLAIM_MANY, {"consumer": consumer, "ids": unique})
+    return set(result.scalars())

@@ -71,6 +71,9 @@ _INSERT = text(
 )
 
 
+_NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
+
+
 class Outbox:
     """One per service: `outbox = Outbox(source="/vafa/profile")`, then in domain code
     `await outbox.add(session, topic=..., key=..., message=...)` before the commit."""
@@ -108,8 +111,11 @@ class Outbox:
                 "payload": payload,
             },
         )
-        # Delivered at commit, once per transaction however many rows it added.
-        await session.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+        # Delivered at commit. One per transaction is enough to wake the relay, so the session
+        # remembers it has notified until its transaction ends.
+        if session.info.get("vafa_outbox_notified") is not session.get_transaction():
+            await session.execute(_NOTIFY)
+            session.info["vafa_outbox_notified"] = session.get_transaction()
         return event_id
 
 
