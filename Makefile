@@ -40,7 +40,7 @@ lint:  ## ruff, formatting, mypy, and the contract checks (stale bindings, buf l
 
 test: lint infra  ## lint, then every test against the real PostgreSQL and Kafka (restarts the stack on this code)
 	@$(PY) deploy/local/stack.py up --restart > /dev/null
-	uv run --frozen pytest libs gateway services tests
+	uv run --frozen pytest libs gateway services deploy/tests tests
 
 bench: run  ## throughput and latency of the order flow, beside a raw Kafka+asyncpg baseline
 	@$(PY) bench/orders.py
