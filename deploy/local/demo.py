@@ -136,7 +136,7 @@ async def main() -> None:
                 table.add_row(f"{c.first_name} {c.last_name}", c.city, c.phone, "?", "not yet")
                 continue
             points = (await api.get(f"/v1/customers/{file['id']}/points")).json()
-            phones = ", ".join(file.get("phones", [])) or "-"
+            phones = ", ".join(file["identities"]["phones"]) or "-"
             table.add_row(
                 f"{file['first_name']} {file['last_name']}",
                 c.city,
