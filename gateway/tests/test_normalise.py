@@ -556,6 +556,11 @@ def test_parse_json_keeps_surrogate_pairs() -> None:
         (lambda d: d["line_items"][0].update(quantity=2**70), "/line_items/0/quantity"),
         (lambda d: d["line_items"][0].update(price=Decimal("1e999999999")), "/line_items/0/price"),
         (lambda d: d.update(total_price="1e40"), "/total_price"),
+        # Must fail at once, not build a billion-digit int first.
+        (
+            lambda d: d["line_items"][1].update(quantity=Decimal("1e999999999")),
+            "/line_items/1/quantity",
+        ),
     ],
 )
 def test_out_of_range_numbers_are_refused(

@@ -151,13 +151,22 @@ def _list(d: dict[str, Any], key: str, base: str) -> list[Any]:
     return value
 
 
+def _text(value: str, pointer: str) -> str:
+    """parse_json already refuses lone surrogates; this keeps the pure functions safe too."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise NormaliseError(pointer, "is not valid Unicode text") from None
+    return value
+
+
 def _str(d: dict[str, Any], key: str, base: str) -> str:
     """An optional text or id field as a string ("" when absent or null)."""
     value = d.get(key)
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return _text(value, _ptr(base, key))
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise NormaliseError(_ptr(base, key), "must be a string")
@@ -167,12 +176,18 @@ def _id(d: dict[str, Any], key: str, base: str) -> str:
     value = d.get(key)
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         raise NormaliseError(_ptr(base, key), "is required: an integer or a non-empty string")
-    return str(value)
+    return _text(str(value), _ptr(base, key))
 
 
 def _int(d: dict[str, Any], key: str, base: str) -> int:
     value = d.get(key)
-    if isinstance(value, Decimal) and value == value.to_integral_value():
+    # 2.0 is an integer; 1e999999999 must not become a billion-digit int on the way to an error.
+    if (
+        isinstance(value, Decimal)
+        and value.is_finite()
+        and value.adjusted() < 18
+        and value == value.to_integral_value()
+    ):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise NormaliseError(_ptr(base, key), "is required: an integer")
