@@ -12,7 +12,7 @@ fi
 mkdir -p "$out/vafa/events/v1"
 uv run --frozen python -m grpc_tools.protoc -Iproto \
   --python_out="$out" --mypy_out="$out" \
-  proto/vafa/events/v1/*.proto
+  proto/vafa/events/v1/*.proto 2>&1 | { grep -v '^Writing mypy to' || true; }
 if [[ "${1:-}" == "--check" ]]; then
   for f in "$out"/vafa/events/v1/*_pb2.py "$out"/vafa/events/v1/*_pb2.pyi; do
     rel="libs/events/src/${f#"$out"/}"
