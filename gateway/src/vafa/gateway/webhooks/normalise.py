@@ -41,8 +41,8 @@ from vafa.events.v1.shop_orders_pb2 import (
     RefundLine,
     ShopCustomer,
 )
-from vafa.gateway.webhooks.money import MoneyError, exponent, to_decimal, to_minor
 from vafa.gateway.webhooks.schemas import StandardOrderWebhook, VafaOrder
+from vafa.kit.money import MoneyError, exponent, to_decimal, to_minor
 
 PLATFORM_NAMES = {
     PLATFORM_SHOPIFY: "shopify",

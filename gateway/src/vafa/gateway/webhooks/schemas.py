@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from vafa.gateway.webhooks.money import MoneyError, exponent
+from vafa.kit.money import MoneyError, exponent
 
 ORDER_TYPES = ("order.placed", "order.paid", "order.cancelled", "order.refunded")
 
