@@ -3,8 +3,6 @@ import pytest
 from vafa.kit.cli import ServiceSpec
 from vafa.loyalty.spec import SPEC
 
-pytest_plugins = ["vafa.kit.testing.plugin"]
-
 
 @pytest.fixture(scope="session")
 def service_spec() -> ServiceSpec:
