@@ -65,9 +65,13 @@ def pct(values: list[float], p: float) -> float:
 
 
 @dataclass
-class MemorySampler:
+class ProcessSampler:
+    """Peak RSS per process (sampled every 250 ms), and CPU seconds per process between
+    `mark()` calls, so a phase's CPU cost can be divided by the orders it carried."""
+
     peaks: dict[str, int] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _procs: dict[int, tuple[str, psutil.Process]] = field(default_factory=dict)
 
     def _label(self, proc: psutil.Process) -> str | None:
         try:
@@ -86,12 +90,29 @@ class MemorySampler:
             return "postgresql (all backends)"
         return None
 
-    def sample(self) -> None:
-        totals: dict[str, int] = {}
+    def _refresh(self) -> None:
         for proc in psutil.process_iter():
-            label = self._label(proc)
-            if label is None:
+            if proc.pid not in self._procs:
+                label = self._label(proc)
+                if label is not None:
+                    self._procs[proc.pid] = (label, proc)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds (user + system) used so far by each labelled process group."""
+        self._refresh()
+        totals: dict[str, float] = {}
+        for label, proc in self._procs.values():
+            try:
+                t = proc.cpu_times()
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
+            totals[label] = totals.get(label, 0.0) + t.user + t.system
+        return totals
+
+    def sample(self) -> None:
+        self._refresh()
+        totals: dict[str, int] = {}
+        for label, proc in list(self._procs.values()):
             try:
                 rss = proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -105,7 +126,7 @@ class MemorySampler:
             self.sample()
             self._stop.wait(0.25)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self) -> ProcessSampler:
         self._thread = threading.Thread(target=self.run, daemon=True)
         self._thread.start()
         return self
@@ -229,6 +250,19 @@ def deliveries(
     return out
 
 
+TRANSPORT_RETRIES = 0
+
+
+async def post(client: httpx.AsyncClient, raw: bytes, headers: dict[str, str]) -> httpx.Response:
+    """A webhook delivery, retried once on a dropped keep-alive connection, as platforms do."""
+    global TRANSPORT_RETRIES
+    try:
+        return await client.post("/v1/webhooks/shopify", content=raw, headers=headers)
+    except httpx.TransportError:
+        TRANSPORT_RETRIES += 1
+        return await client.post("/v1/webhooks/shopify", content=raw, headers=headers)
+
+
 async def throughput(
     client: httpx.AsyncClient,
     watcher: PointsWatcher,
@@ -244,7 +278,7 @@ async def throughput(
         nonlocal refused
         while not queue.empty():
             _, raw, headers = queue.get_nowait()
-            r = await client.post("/v1/webhooks/shopify", content=raw, headers=headers)
+            r = await post(client, raw, headers)
             refused += r.status_code != 202
 
     start = time.perf_counter()
@@ -278,7 +312,7 @@ async def latency(
 
     async def one(ref: str, raw: bytes, headers: dict[str, str]) -> None:
         sent[ref] = time.perf_counter()
-        r = await client.post("/v1/webhooks/shopify", content=raw, headers=headers)
+        r = await post(client, raw, headers)
         assert r.status_code == 202, r.text
 
     tasks = []
@@ -327,7 +361,7 @@ async def main() -> None:
             "memory_gb": round(psutil.virtual_memory().total / 2**30),
         },
     }
-    with MemorySampler() as memory:
+    with ProcessSampler() as memory:
         console.print("baseline: raw aiokafka -> asyncpg ...")
         results["baseline"] = await baseline(args.orders, payload)
         watcher = PointsWatcher()
@@ -339,12 +373,19 @@ async def main() -> None:
         )
         async with httpx.AsyncClient(base_url=GATEWAY, timeout=30, limits=limits) as client:
             console.print(f"throughput: {args.orders} orders, {args.concurrency} senders ...")
+            cpu_before = memory.cpu_seconds()
             results["throughput"] = await throughput(client, watcher, batch, args.concurrency)
+            cpu_after = memory.cpu_seconds()
+            results["cpu_ms_per_order"] = {
+                k: round((cpu_after[k] - cpu_before.get(k, 0.0)) * 1000 / args.orders, 2)
+                for k in sorted(cpu_after)
+            }
             await asyncio.sleep(2)
             console.print(f"latency: {n_latency} orders at {args.rate:.0f}/s ...")
             results["latency"] = await latency(client, watcher, paced, args.rate)
         stop.set()
         await watch
+    results["transport_retries"] = TRANSPORT_RETRIES
     results["peak_rss_mb"] = {k: round(v / 2**20, 1) for k, v in sorted(memory.peaks.items())}
 
     base = results["baseline"]
@@ -371,14 +412,18 @@ async def main() -> None:
         f"webhook -> points p99 at {lat['rate_per_second']:.0f}/s (ms)", f"{lat['p99_ms']:.0f}"
     )
     table.add_row("  credited / sent", f"{lat['credited']} / {lat['orders']}")
+    table.add_row("dropped connections retried", str(results["transport_retries"]))
     console.print(table)
-    mem = Table(title="Peak resident memory (MB)")
+    mem = Table(title="Per process: peak memory, and CPU per order in the throughput phase")
     mem.add_column("process")
-    mem.add_column("peak RSS", justify="right")
+    mem.add_column("peak RSS (MB)", justify="right")
+    mem.add_column("CPU ms / order", justify="right")
     peaks = results["peak_rss_mb"]
-    assert isinstance(peaks, dict)
+    cpu = results["cpu_ms_per_order"]
+    assert isinstance(peaks, dict) and isinstance(cpu, dict)
     for name, mb in peaks.items():
-        mem.add_row(name, f"{mb}")
+        mem.add_row(name, f"{mb}", f"{cpu.get(name, 0):.2f}")
+    mem.add_row("all", "", f"{sum(cpu.values()):.2f}")
     console.print(mem)
     python_peak = max((mb for name, mb in peaks.items() if "(" not in name), default=0)
     console.print(f"largest Python process: {python_peak} MB")
