@@ -1,6 +1,9 @@
 """The Kafka consumer runner every worker uses.
 
-- Records are decoded as CloudEvents; each type has a thin handler `async (session, envelope)`.
+- Records are decoded as CloudEvents; each type has a thin handler `async (session, envelope)`,
+  or the consumer has one batch handler `async (session, envelopes)` that applies a polled
+  batch set-based (load the state it needs in a few statements, apply the events in order in
+  memory, write back in a few statements): the way to keep up with a busy topic.
 - A batch from one poll is applied in one database transaction, each event claimed in the
   inbox first (a duplicate is skipped). If anything in the batch fails, the transaction rolls
   back and the batch is replayed one event per transaction, so one bad event costs only itself.
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -36,6 +39,8 @@ from vafa.kit.settings import KafkaSettings
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[AsyncSession, Envelope], Awaitable[None]]
+# Receives the batch's new events in log order (duplicates already dropped by the inbox).
+BatchHandler = Callable[[AsyncSession, list[Envelope]], Awaitable[None]]
 
 EVENTS = Counter("vafa_consumer_events_total", "Events seen", ["consumer", "type", "outcome"])
 BATCH_SECONDS = Histogram(
@@ -50,7 +55,6 @@ BATCH_SECONDS = Histogram(
 class Decoded:
     record: ConsumerRecord
     envelope: Envelope
-    handler: Handler
 
 
 class Consumer:
@@ -59,7 +63,9 @@ class Consumer:
         *,
         name: str,
         topics: list[str],
-        handlers: Mapping[type[Message] | str, Handler],
+        handlers: Mapping[type[Message] | str, Handler] | None = None,
+        batch_handler: BatchHandler | None = None,
+        batch_types: Sequence[type[Message] | str] = (),
         db: Database,
         kafka: KafkaSettings,
         producer: AIOKafkaProducer,
@@ -68,13 +74,16 @@ class Consumer:
         max_batch: int = 500,
     ) -> None:
         """`name` is the consumer group (and the inbox's consumer key); `topics` are logical
-        names (the settings' prefix is added); `handlers` map a message class or a ce_type to
-        a handler. Types with no handler are acknowledged and ignored."""
+        names (the settings' prefix is added). Either `handlers` map a message class or a
+        ce_type to a handler, or `batch_handler` takes every event of `batch_types`. Types
+        with no handler are acknowledged and ignored."""
+        if (handlers is None) == (batch_handler is None):
+            raise ValueError("give either handlers or a batch_handler")
         self.name = name
         self.topics = [kafka.topic(t) for t in topics]
-        self.handlers = {
-            (k if isinstance(k, str) else k.DESCRIPTOR.full_name): v for k, v in handlers.items()
-        }
+        self.handlers = {_type_name(k): v for k, v in (handlers or {}).items()}
+        self.batch_handler = batch_handler
+        self.types = set(self.handlers) | {_type_name(t) for t in batch_types}
         self.db = db
         self.kafka = kafka
         self.producer = producer
@@ -127,11 +136,10 @@ class Consumer:
                 # A poison record never gets better by retrying.
                 await self._dead_letter(record, exc, attempts=0)
                 continue
-            handler = self.handlers.get(envelope.type)
-            if handler is None:
+            if envelope.type not in self.types:
                 EVENTS.labels(self.name, envelope.type, "ignored").inc()
                 continue
-            decoded.append(Decoded(record, envelope, handler))
+            decoded.append(Decoded(record, envelope))
         if decoded:
             try:
                 outcomes = await self._apply(decoded)
@@ -147,8 +155,9 @@ class Consumer:
 
     async def _apply(self, decoded: list[Decoded]) -> list[bool]:
         """Applies the events in one transaction, each at most once: the inbox claims every id
-        of the batch in one statement, and only the first sighting of an id runs its handler."""
+        of the batch in one statement, and only the first sighting of an id is applied."""
         outcomes = []
+        fresh_events: list[Envelope] = []
         async with self.db.sessionmaker() as session, session.begin():
             fresh = await inbox.claim_many(
                 session, consumer=self.name, event_ids=[d.envelope.id for d in decoded]
@@ -157,17 +166,23 @@ class Consumer:
                 first = d.envelope.id in fresh
                 fresh.discard(d.envelope.id)
                 if first:
-                    await self._handle(session, d)
+                    fresh_events.append(d.envelope)
                 outcomes.append(first)
+            if self.batch_handler is not None:
+                if fresh_events:
+                    await self.batch_handler(session, fresh_events)
+            else:
+                for envelope in fresh_events:
+                    await self._handle(session, envelope)
         return outcomes
 
-    async def _handle(self, session: AsyncSession, d: Decoded) -> None:
-        token = current_traceparent.set(d.envelope.traceparent)
+    async def _handle(self, session: AsyncSession, envelope: Envelope) -> None:
+        token = current_traceparent.set(envelope.traceparent)
         structlog.contextvars.bind_contextvars(
-            event_id=d.envelope.id, trace_id=trace_id_from_traceparent(d.envelope.traceparent)
+            event_id=envelope.id, trace_id=trace_id_from_traceparent(envelope.traceparent)
         )
         try:
-            await d.handler(session, d.envelope)
+            await self.handlers[envelope.type](session, envelope)
         finally:
             current_traceparent.reset(token)
             structlog.contextvars.unbind_contextvars("event_id", "trace_id")
@@ -232,3 +247,7 @@ class Consumer:
             # The group rebalanced under us: the new owner re-reads from the last commit and
             # the inbox drops what we already applied.
             log.warning("offset_commit_failed", consumer=self.name, error=repr(exc))
+
+
+def _type_name(t: type[Message] | str) -> str:
+    return t if isinstance(t, str) else t.DESCRIPTOR.full_name

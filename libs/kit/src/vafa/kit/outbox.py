@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
@@ -74,9 +76,24 @@ _INSERT = text(
 _NOTIFY = text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')")
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """One event for `Outbox.add_many`. `traceparent` defaults to the current one; a batch
+    handler passes each causing event's own, so traces stay per event."""
+
+    topic: str
+    key: str
+    message: Message
+    event_id: str | None = None
+    subject: str | None = None
+    time: datetime | None = None
+    traceparent: str | None = None
+
+
 class Outbox:
     """One per service: `outbox = Outbox(source="/vafa/profile")`, then in domain code
-    `await outbox.add(session, topic=..., key=..., message=...)` before the commit."""
+    `await outbox.add(session, topic=..., key=..., message=...)` before the commit, or
+    `add_many` for a batch."""
 
     def __init__(self, *, source: str) -> None:
         self.source = source
@@ -92,31 +109,43 @@ class Outbox:
         event_id: str | None = None,
         time: datetime | None = None,
     ) -> str:
-        event_id = event_id or str(uuid.uuid4())
-        headers, payload = cloudevents.encode(
-            message,
-            source=self.source,
-            subject=subject if subject is not None else key,
-            event_id=event_id,
-            time=time,
-            traceparent=current_traceparent.get(),
+        ids = await self.add_many(
+            session,
+            [OutboxEvent(topic, key, message, event_id=event_id, subject=subject, time=time)],
         )
-        await session.execute(
-            _INSERT,
-            {
-                "event_id": event_id,
-                "topic": topic,
-                "key": key,
-                "headers": json.dumps([[k, v.decode()] for k, v in headers]),
-                "payload": payload,
-            },
-        )
+        return ids[0]
+
+    async def add_many(self, session: AsyncSession, events: Sequence[OutboxEvent]) -> list[str]:
+        """Adds the events in one round trip (executemany); returns their ids."""
+        if not events:
+            return []
+        rows = []
+        for e in events:
+            event_id = e.event_id or str(uuid.uuid4())
+            headers, payload = cloudevents.encode(
+                e.message,
+                source=self.source,
+                subject=e.subject if e.subject is not None else e.key,
+                event_id=event_id,
+                time=e.time,
+                traceparent=e.traceparent or current_traceparent.get(),
+            )
+            rows.append(
+                {
+                    "event_id": event_id,
+                    "topic": e.topic,
+                    "key": e.key,
+                    "headers": json.dumps([[k, v.decode()] for k, v in headers]),
+                    "payload": payload,
+                }
+            )
+        await session.execute(_INSERT, rows)
         # Delivered at commit. One per transaction is enough to wake the relay, so the session
         # remembers it has notified until its transaction ends.
         if session.info.get("vafa_outbox_notified") is not session.get_transaction():
             await session.execute(_NOTIFY)
             session.info["vafa_outbox_notified"] = session.get_transaction()
-        return event_id
+        return [r["event_id"] for r in rows]
 
 
 _CLAIM = text(
