@@ -76,3 +76,27 @@ async def test_unexpected_error_leaks_nothing_but_gives_the_request_id() -> None
     assert r.status_code == 500
     assert "hunter2" not in r.text and "RuntimeError" not in r.text
     assert r.json()["request_id"] == "req-123" and r.headers["x-request-id"] == "req-123"
+
+
+def test_service_documents_errors_as_problem_json() -> None:
+    from fastapi import APIRouter
+
+    from vafa.kit.app import create_service_app
+    from vafa.kit.settings import ServiceSettings
+
+    router = APIRouter()
+
+    @router.get("/v1/things/{thing_id}")
+    async def read(thing_id: int) -> dict[str, int]:
+        return {"id": thing_id}
+
+    app = create_service_app(
+        ServiceSettings(service_name="t"), title="t", description="t", routers=[router]
+    )
+    responses = app.openapi()["paths"]["/v1/things/{thing_id}"]["get"]["responses"]
+    for status in ("4XX", "5XX"):
+        assert list(responses[status]["content"]) == ["application/problem+json"]
+        assert responses[status]["content"]["application/problem+json"]["schema"]["$ref"].endswith(
+            "/ProblemModel"
+        )
+    assert "/healthz" not in app.openapi()["paths"]

@@ -28,7 +28,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic.json_schema import models_json_schema
 
 from vafa.gateway.routing import operations, route_key
-from vafa.kit.errors import PROBLEM_JSON
+from vafa.kit.errors import problem_media_type
 
 SECURITY_SCHEME = "bearer"
 _REF = re.compile(r"^#/components/(?P<section>[^/]+)/(?P<name>.+)$")
@@ -62,27 +62,6 @@ def _rewrite_refs(node: Any, renames: Mapping[str, Mapping[str, str]]) -> Any:
     if isinstance(node, list):
         return [_rewrite_refs(v, renames) for v in node]
     return node
-
-
-def _problem_content(doc: dict[str, Any]) -> None:
-    """FastAPI documents a `responses` model under application/json even when the declared
-    media type is application/problem+json with no schema (this is how the kit's
-    PROBLEM_RESPONSES come out). Put the schema where the errors really are."""
-    for item in (doc.get("paths") or {}).values():
-        if not isinstance(item, dict):
-            continue
-        for op in operations(item).values():
-            for status, response in (op.get("responses") or {}).items():
-                if str(status)[:1] not in ("4", "5") or not isinstance(response, dict):
-                    continue
-                content = response.get("content")
-                if not isinstance(content, dict) or PROBLEM_JSON not in content:
-                    continue
-                problem = content[PROBLEM_JSON] or {}
-                plain = content.get("application/json")
-                if "schema" not in problem and isinstance(plain, dict) and "schema" in plain:
-                    content[PROBLEM_JSON] = {**problem, "schema": plain["schema"]}
-                    del content["application/json"]
 
 
 def _unique_name(name: str, service: str, taken: Mapping[str, Any]) -> str:
@@ -132,7 +111,7 @@ def merge_openapi(
     doc.setdefault("info", {"title": "Vafa", "version": "0.1.0"})
     doc.setdefault("paths", {})
     components: dict[str, Any] = doc.setdefault("components", {})
-    _problem_content(doc)
+    problem_media_type(doc)
     result = MergeResult(doc)
 
     owners: dict[str, str] = {route_key(p): gateway_owner for p in doc["paths"]}
@@ -145,7 +124,7 @@ def merge_openapi(
 
     for service, original in services:
         sdoc: dict[str, Any] = copy.deepcopy(dict(original))
-        _problem_content(sdoc)
+        problem_media_type(sdoc)
         renames = _merge_components(components, sdoc.get("components") or {}, service)
         if renames:
             sdoc = _rewrite_refs(sdoc, renames)

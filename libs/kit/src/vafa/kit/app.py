@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -18,7 +18,12 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vafa.kit.db import Database
-from vafa.kit.errors import PROBLEM_RESPONSES, install_problem_handlers, problem_response
+from vafa.kit.errors import (
+    PROBLEM_RESPONSES,
+    install_problem_handlers,
+    problem_media_type,
+    problem_response,
+)
 from vafa.kit.http import BodySizeLimitMiddleware, RequestContextMiddleware
 from vafa.kit.kafka import check_kafka
 from vafa.kit.logs import configure_logging
@@ -49,7 +54,30 @@ class KafkaProbe:
             return self._error
 
 
-def ops_router() -> APIRouter:
+# A readiness check returns None when its dependency answers, else what is wrong.
+ReadinessCheck = Callable[[Request], Awaitable[str | None]]
+
+
+async def database_check(request: Request) -> str | None:
+    try:
+        await asyncio.wait_for(request.app.state.db.ping(), 3)
+        return None
+    except Exception as exc:
+        return repr(exc)
+
+
+async def kafka_check(request: Request) -> str | None:
+    error: str | None = await request.app.state.kafka_probe.error()
+    return error
+
+
+def ops_router(
+    checks: Mapping[str, ReadinessCheck],
+    *,
+    details: Callable[[Request], Awaitable[dict[str, Any]]] | None = None,
+) -> APIRouter:
+    """/healthz (the process lives), /readyz (every check passes; `details` adds information
+    that does not decide readiness) and /metrics, kept out of the public OpenAPI document."""
     router = APIRouter(include_in_schema=False)
 
     @router.get("/healthz")
@@ -58,17 +86,13 @@ def ops_router() -> APIRouter:
 
     @router.get("/readyz")
     async def readyz(request: Request) -> Response:
-        checks: dict[str, str] = {}
-        try:
-            await asyncio.wait_for(request.app.state.db.ping(), 3)
-            checks["database"] = "ok"
-        except Exception as exc:
-            checks["database"] = repr(exc)
-        kafka_error = await request.app.state.kafka_probe.error()
-        checks["kafka"] = kafka_error or "ok"
-        if all(v == "ok" for v in checks.values()):
-            return JSONResponse({"status": "ready", "checks": checks})
-        return problem_response(503, "A dependency is not reachable.", checks=checks)
+        names = list(checks)
+        errors = await asyncio.gather(*(checks[n](request) for n in names))
+        results = {n: e or "ok" for n, e in zip(names, errors, strict=True)}
+        extra = await details(request) if details else {}
+        if all(e is None for e in errors):
+            return JSONResponse({"status": "ready", "checks": results, **extra})
+        return problem_response(503, "A dependency is not reachable.", checks=results, **extra)
 
     @router.get("/metrics")
     async def metrics() -> Response:
@@ -110,7 +134,15 @@ def create_service_app(
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
-    app.include_router(ops_router())
+    app.include_router(ops_router({"database": database_check, "kafka": kafka_check}))
     for router in routers:
         app.include_router(router)
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problem_media_type(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

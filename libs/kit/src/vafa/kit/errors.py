@@ -164,3 +164,24 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     "4XX": {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": "Client error"},
     "5XX": {"model": ProblemModel, "content": {PROBLEM_JSON: {}}, "description": "Server error"},
 }
+
+
+def problem_media_type(doc: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents a `responses` model under application/json whatever media type is
+    declared beside it; errors are application/problem+json, so move the schema there."""
+    for item in (doc.get("paths") or {}).values():
+        for op in item.values():
+            if not isinstance(op, dict):
+                continue
+            for status, response in (op.get("responses") or {}).items():
+                content = response.get("content") if isinstance(response, dict) else None
+                if str(status)[:1] not in ("4", "5") or not isinstance(content, dict):
+                    continue
+                plain = content.get("application/json")
+                if PROBLEM_JSON in content and isinstance(plain, dict) and "schema" in plain:
+                    content[PROBLEM_JSON] = {
+                        **(content[PROBLEM_JSON] or {}),
+                        "schema": plain["schema"],
+                    }
+                    del content["application/json"]
+    return doc
