@@ -95,3 +95,13 @@ def test_malformed_settings_stop_the_start(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError):
         GatewaySettings()
+
+
+def test_empty_api_keys_env_means_no_extra_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VAFA_API_KEYS", "")
+    assert GatewaySettings().api_keys == []
+    monkeypatch.setenv(
+        "VAFA_API_KEYS",
+        '[{"name": "storefront", "role": "shop", "key_sha256": "' + "a" * 64 + '"}]',
+    )
+    assert [k.name for k in GatewaySettings().api_keys] == ["storefront"]

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
 
@@ -71,7 +72,11 @@ class GatewaySettings(ServiceSettings):
     # The first admin key, in clear (it is what an operator types); hashed at start-up.
     admin_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_ADMIN_API_KEY")
     # More keys as JSON: [{"name": "storefront", "role": "shop", "key_sha256": "..."}].
-    api_keys: list[ApiKey] = Field(default_factory=list, validation_alias="VAFA_API_KEYS")
+    # NoDecode: the JSON is parsed by _api_keys below, so an empty VAFA_API_KEYS= (what env
+    # files tend to hold) means no extra keys instead of a start-up crash.
+    api_keys: Annotated[list[ApiKey], NoDecode] = Field(
+        default_factory=list, validation_alias="VAFA_API_KEYS"
+    )
     # HS256 secret of the club member tokens (the same secret profile signs them with).
     jwt_secret: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_JWT_SECRET")
 
@@ -115,6 +120,13 @@ class GatewaySettings(ServiceSettings):
                 raise ValueError(f"service {name!r}: base URL {url!r} must be http(s)")
             out[name] = url.rstrip("/")
         return out
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _api_keys(cls, v: object) -> object:
+        if isinstance(v, str):
+            return json.loads(v) if v.strip() else []
+        return v
 
     @field_validator("standard_webhook_secret", mode="after")
     @classmethod
