@@ -142,3 +142,54 @@ async def test_points_land_on_the_timeline_and_unknown_customers_are_skipped(
         .where(TimelineEntry.source_id.in_(["pts-1", *skipped]))
     )
     assert n == 1
+
+
+async def test_a_batch_of_points_in_two_statements_keeps_the_rules(session: AsyncSession) -> None:
+    """The loyalty worker's batch path: known customers' movements land in order, strangers and
+    malformed ids are skipped, an entry already there is not added again."""
+    a, b = await new_customer(session), await new_customer(session)
+    common = dict(balance=10, order_ref="", entry_id="", occurred_at=T0, reason="order")
+    first = unique("pts-")
+    assert await service.record_points(
+        session,
+        kind="points.earned",
+        customer_id=str(a),
+        points=10,
+        source_id=first,
+        **common,  # type: ignore[arg-type]
+    )
+    moves = [
+        service.PointsMovement(
+            kind="points.earned", customer_id=str(a), points=10, source_id=first, **common
+        ),  # type: ignore[arg-type]
+        service.PointsMovement(
+            kind="points.earned", customer_id=str(b), points=3, source_id=unique("pts-"), **common
+        ),  # type: ignore[arg-type]
+        service.PointsMovement(
+            kind="points.reversed",
+            customer_id=str(uuid.uuid4()),
+            points=1,
+            source_id=unique("pts-"),
+            **common,
+        ),  # type: ignore[arg-type]
+        service.PointsMovement(
+            kind="points.reversed", customer_id="nope", points=1, source_id=unique("pts-"), **common
+        ),  # type: ignore[arg-type]
+        service.PointsMovement(
+            kind="points.reversed", customer_id=str(a), points=4, source_id=unique("pts-"), **common
+        ),  # type: ignore[arg-type]
+    ]
+    added = await service.record_points_many(session, moves)
+    assert added == {moves[1].source_id, moves[4].source_id}
+    rows = (
+        await session.execute(
+            select(TimelineEntry.customer_id, TimelineEntry.kind, TimelineEntry.summary)
+            .where(TimelineEntry.customer_id.in_([a, b]))
+            .order_by(TimelineEntry.id)
+        )
+    ).all()
+    assert [tuple(r) for r in rows] == [
+        (a, "points.earned", "Earned 10 points (order); balance 10."),
+        (b, "points.earned", "Earned 3 points (order); balance 10."),
+        (a, "points.reversed", "4 points reversed (order); balance 10."),
+    ]

@@ -5,7 +5,7 @@ from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import WorkerContext, run_worker
 from vafa.profile.config import Settings
 from vafa.profile.orders.handlers import order_handlers
-from vafa.profile.timeline.handlers import loyalty_handlers
+from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
 
 
 async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
@@ -25,7 +25,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         return Consumer(
             name="profile.loyalty",
             topics=["loyalty.events.v1"],
-            handlers=loyalty_handlers(),
+            batch_handler=on_points_batch,
+            batch_types=LOYALTY_TYPES,
             db=ctx.db,
             kafka=settings.kafka,
             producer=ctx.producer,

@@ -1,4 +1,5 @@
-"""Thin handlers: loyalty points movements onto the customer's timeline."""
+"""Thin handlers: loyalty points movements onto the customer's timeline, a polled batch at a
+time (two statements per batch)."""
 
 from datetime import UTC
 
@@ -6,29 +7,31 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import loyalty_pb2
 from vafa.kit.cloudevents import Envelope
-from vafa.kit.consumer import Handler
 from vafa.profile.timeline import service
 
+LOYALTY_TYPES = (loyalty_pb2.PointsEarned, loyalty_pb2.PointsReversed)
 
-def loyalty_handlers() -> dict[type, Handler]:
-    async def on_points(session: AsyncSession, env: Envelope) -> None:
-        msg = env.message
-        assert isinstance(msg, loyalty_pb2.PointsEarned | loyalty_pb2.PointsReversed)
-        earned = isinstance(msg, loyalty_pb2.PointsEarned)
-        occurred_at = (
-            msg.occurred_at.ToDatetime(tzinfo=UTC) if msg.HasField("occurred_at") else env.time
-        )
-        await service.record_points(
-            session,
-            kind="points.earned" if earned else "points.reversed",
-            customer_id=msg.customer_id,
-            points=msg.points,
-            balance=msg.balance,
-            reason=msg.reason,
-            order_ref=msg.order_ref,
-            entry_id=msg.entry_id,
-            occurred_at=occurred_at,
-            source_id=env.id,
-        )
 
-    return {loyalty_pb2.PointsEarned: on_points, loyalty_pb2.PointsReversed: on_points}
+def points_movement(env: Envelope) -> service.PointsMovement:
+    msg = env.message
+    assert isinstance(msg, loyalty_pb2.PointsEarned | loyalty_pb2.PointsReversed)
+    earned = isinstance(msg, loyalty_pb2.PointsEarned)
+    occurred_at = (
+        msg.occurred_at.ToDatetime(tzinfo=UTC) if msg.HasField("occurred_at") else env.time
+    )
+    return service.PointsMovement(
+        kind="points.earned" if earned else "points.reversed",
+        customer_id=msg.customer_id,
+        points=msg.points,
+        balance=msg.balance,
+        reason=msg.reason,
+        order_ref=msg.order_ref,
+        entry_id=msg.entry_id,
+        occurred_at=occurred_at,
+        source_id=env.id,
+    )
+
+
+async def on_points_batch(session: AsyncSession, envelopes: list[Envelope]) -> None:
+    """The kit consumer's batch handler for loyalty.events.v1."""
+    await service.record_points_many(session, [points_movement(env) for env in envelopes])

@@ -7,21 +7,79 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy import exists, select, tuple_
+from sqlalchemy import exists, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vafa.profile.models import Customer, TimelineEntry
+from vafa.profile.models import TimelineEntry
 
 log = structlog.get_logger(__name__)
 
 
 class InvalidCursor(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class NewEntry:
+    """A timeline entry to add (see `add_entries`)."""
+
+    customer_id: uuid.UUID
+    kind: str
+    occurred_at: datetime
+    source: str
+    source_id: str
+    summary: str
+    data: dict[str, Any]
+
+
+# One statement, whatever the number of entries: the columns travel as arrays, so the SQL text
+# (and the server's prepared statement) never changes.
+_ADD_ENTRIES = text(
+    "INSERT INTO timeline_entries "
+    "(customer_id, kind, occurred_at, source, source_id, summary, data) "
+    "SELECT c, k, o, s, i, m, CAST(d AS jsonb) FROM unnest("
+    "CAST(:customer_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:occurred AS timestamptz[]), "
+    "CAST(:sources AS text[]), CAST(:source_ids AS text[]), CAST(:summaries AS text[]), "
+    "CAST(:data AS text[])) WITH ORDINALITY AS t(c, k, o, s, i, m, d, n) "
+    "ORDER BY n "
+    "ON CONFLICT (source_id) DO NOTHING RETURNING source_id"
+)
+
+_KNOWN_CUSTOMERS = text("SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))")
+
+
+async def add_entries(session: AsyncSession, entries: Sequence[NewEntry]) -> set[str]:
+    """Adds the entries in one statement, in order, each once per `source_id`; returns the
+    source ids of the entries added (an entry whose source id exists is left out)."""
+    if not entries:
+        return set()
+    result = await session.execute(
+        _ADD_ENTRIES,
+        {
+            "customer_ids": [e.customer_id for e in entries],
+            "kinds": [e.kind for e in entries],
+            "occurred": [e.occurred_at for e in entries],
+            "sources": [e.source for e in entries],
+            "source_ids": [e.source_id for e in entries],
+            "summaries": [e.summary for e in entries],
+            "data": [json.dumps(e.data) for e in entries],
+        },
+    )
+    return set(result.scalars())
+
+
+async def known_customers(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these customer ids exist, in one statement."""
+    if not ids:
+        return set()
+    return set((await session.execute(_KNOWN_CUSTOMERS, {"ids": list(ids)})).scalars())
 
 
 async def add_entry(
@@ -99,6 +157,72 @@ async def list_entries(
     return rows, None
 
 
+@dataclass(frozen=True, slots=True)
+class PointsMovement:
+    """A loyalty points event, as `record_points` and `record_points_many` take it."""
+
+    kind: str  # "points.earned" or "points.reversed"
+    customer_id: str
+    points: int
+    balance: int
+    reason: str
+    order_ref: str
+    entry_id: str
+    occurred_at: datetime
+    source_id: str
+
+
+def _customer_uuid(customer_id: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(customer_id)
+    except ValueError:
+        return None
+
+
+def points_entry(movement: PointsMovement, customer_id: uuid.UUID) -> NewEntry:
+    m = movement
+    what = (
+        f"Earned {m.points} points" if m.kind == "points.earned" else f"{m.points} points reversed"
+    )
+    because = (
+        f" ({m.reason}" + (f", order {m.order_ref}" if m.order_ref else "") + ")"
+        if m.reason
+        else ""
+    )
+    return NewEntry(
+        customer_id=customer_id,
+        kind=m.kind,
+        occurred_at=m.occurred_at,
+        source="loyalty",
+        source_id=m.source_id,
+        summary=f"{what}{because}; balance {m.balance}.",
+        data={
+            "points": m.points,
+            "balance": m.balance,
+            "reason": m.reason,
+            "order_ref": m.order_ref or None,
+            "entry_id": m.entry_id or None,
+        },
+    )
+
+
+async def record_points_many(
+    session: AsyncSession, movements: Sequence[PointsMovement]
+) -> set[str]:
+    """Loyalty points movements on their customers' timelines, in two statements (which
+    customers exist; one insert). A customer this service does not know (or a malformed id) is
+    skipped quietly: loyalty only learns ids from us. Returns the source ids added."""
+    parsed = [(m, _customer_uuid(m.customer_id)) for m in movements]
+    known = await known_customers(session, list({cid for _, cid in parsed if cid is not None}))
+    entries = []
+    for m, cid in parsed:
+        if cid is None or cid not in known:
+            log.info("points_for_unknown_customer_skipped", customer_id=m.customer_id)
+            continue
+        entries.append(points_entry(m, cid))
+    return await add_entries(session, entries)
+
+
 async def record_points(
     session: AsyncSession,
     *,
@@ -112,32 +236,31 @@ async def record_points(
     occurred_at: datetime,
     source_id: str,
 ) -> int | None:
-    """A loyalty points movement on the customer's timeline. A customer this service does not
-    know (or a malformed id) is skipped quietly: loyalty only learns ids from us."""
-    try:
-        cid = uuid.UUID(customer_id)
-    except ValueError:
+    """One loyalty points movement on the customer's timeline (the rules of
+    `record_points_many`): the new entry's id, or None when skipped or already there."""
+    movement = PointsMovement(
+        kind=kind,
+        customer_id=customer_id,
+        points=points,
+        balance=balance,
+        reason=reason,
+        order_ref=order_ref,
+        entry_id=entry_id,
+        occurred_at=occurred_at,
+        source_id=source_id,
+    )
+    cid = _customer_uuid(customer_id)
+    if cid is None or not await known_customers(session, [cid]):
         log.info("points_for_unknown_customer_skipped", customer_id=customer_id)
         return None
-    if await session.get(Customer, cid) is None:
-        log.info("points_for_unknown_customer_skipped", customer_id=customer_id)
-        return None
-    earned = kind == "points.earned"
-    what = f"Earned {points} points" if earned else f"{points} points reversed"
-    because = f" ({reason}" + (f", order {order_ref}" if order_ref else "") + ")" if reason else ""
+    e = points_entry(movement, cid)
     return await add_entry(
         session,
-        customer_id=cid,
-        kind=kind,
-        occurred_at=occurred_at,
-        source="loyalty",
-        source_id=source_id,
-        summary=f"{what}{because}; balance {balance}.",
-        data={
-            "points": points,
-            "balance": balance,
-            "reason": reason,
-            "order_ref": order_ref or None,
-            "entry_id": entry_id or None,
-        },
+        customer_id=e.customer_id,
+        kind=e.kind,
+        occurred_at=e.occurred_at,
+        source=e.source,
+        source_id=e.source_id,
+        summary=e.summary,
+        data=e.data,
     )
