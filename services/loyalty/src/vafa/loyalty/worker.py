@@ -5,7 +5,12 @@ from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import WorkerContext, run_worker
 from vafa.loyalty.config import Settings
 from vafa.loyalty.events import CUSTOMERS_TOPIC, PURCHASES_TOPIC
-from vafa.loyalty.points.handlers import customer_handlers, purchase_handlers
+from vafa.loyalty.points.handlers import (
+    CUSTOMER_TYPES,
+    PURCHASE_TYPES,
+    customers_handler,
+    purchases_handler,
+)
 
 
 async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
@@ -15,7 +20,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         return Consumer(
             name="loyalty.purchases",
             topics=[PURCHASES_TOPIC],
-            handlers=purchase_handlers(settings),
+            batch_handler=purchases_handler(settings),
+            batch_types=PURCHASE_TYPES,
             db=ctx.db,
             kafka=settings.kafka,
             producer=ctx.producer,
@@ -25,7 +31,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         return Consumer(
             name="loyalty.customers",
             topics=[CUSTOMERS_TOPIC],
-            handlers=customer_handlers(),
+            batch_handler=customers_handler(),
+            batch_types=CUSTOMER_TYPES,
             db=ctx.db,
             kafka=settings.kafka,
             producer=ctx.producer,

@@ -1,4 +1,8 @@
-"""Thin handlers: decode a profile event, call the points service."""
+"""Batch handlers: a polled batch's new events, in log order, applied as one unit of work.
+
+Every event is read and checked before anything is written, so a broken one raises: the
+consumer rolls the batch back and replays it one event at a time, and the broken event alone
+ends in the dead-letter topic."""
 
 import uuid
 
@@ -6,26 +10,37 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit.cloudevents import Envelope
-from vafa.kit.consumer import Handler
+from vafa.kit.consumer import BatchHandler
 from vafa.loyalty.config import Settings
-from vafa.loyalty.points import service
+from vafa.loyalty.points import rules, store
+
+PURCHASE_TYPES = [profile_pb2.PurchaseAttributed]
+CUSTOMER_TYPES = [profile_pb2.CustomerRegistered]
 
 
-def purchase_handlers(settings: Settings) -> dict[type, Handler]:
+def purchases_handler(settings: Settings) -> BatchHandler:
     rates = settings.points_per_unit
 
-    async def on_purchase(session: AsyncSession, env: Envelope) -> None:
-        msg = env.message
-        assert isinstance(msg, profile_pb2.PurchaseAttributed)
-        await service.apply_purchase(session, purchase=msg, rates=rates)
+    async def on_purchases(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        purchases = []
+        for env in envelopes:
+            msg = env.message
+            if not isinstance(msg, profile_pb2.PurchaseAttributed):
+                raise TypeError(f"not a PurchaseAttributed: {env.type}")
+            purchases.append(rules.read_purchase(msg, rates=rates))
+        await store.apply_purchases(session, purchases, [env.traceparent for env in envelopes])
 
-    return {profile_pb2.PurchaseAttributed: on_purchase}
+    return on_purchases
 
 
-def customer_handlers() -> dict[type, Handler]:
-    async def on_registered(session: AsyncSession, env: Envelope) -> None:
-        msg = env.message
-        assert isinstance(msg, profile_pb2.CustomerRegistered)
-        await service.open_account(session, customer_id=uuid.UUID(msg.customer.customer_id))
+def customers_handler() -> BatchHandler:
+    async def on_registered(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        ids = []
+        for env in envelopes:
+            msg = env.message
+            if not isinstance(msg, profile_pb2.CustomerRegistered):
+                raise TypeError(f"not a CustomerRegistered: {env.type}")
+            ids.append(uuid.UUID(msg.customer.customer_id))
+        await store.open_accounts(session, ids)
 
-    return {profile_pb2.CustomerRegistered: on_registered}
+    return on_registered
