@@ -292,7 +292,7 @@ async def test_the_kit_consumer_retries_a_lost_race_onto_the_winner(
 
     from vafa.kit.consumer import Consumer
     from vafa.profile.config import Settings
-    from vafa.profile.orders.handlers import order_handlers
+    from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 
     assert isinstance(settings, Settings)
     barrier = asyncio.Barrier(2)
@@ -308,18 +308,17 @@ async def test_the_kit_consumer_retries_a_lost_race_onto_the_winner(
             await asyncio.wait_for(barrier.wait(), 10)
         return found
 
-    real_resolve = customers.resolve_customer
+    real_handler = order_batch_handler(settings)
 
-    async def counting_resolve(*args, **kwargs):  # type: ignore[no-untyped-def]
+    async def counting_handler(session, envelopes):  # type: ignore[no-untyped-def]
         nonlocal races
         try:
-            return await real_resolve(*args, **kwargs)
+            return await real_handler(session, envelopes)
         except customers.IdentityRace:
             races += 1
             raise
 
     monkeypatch.setattr(customers, "owners", owners_in_lockstep)
-    monkeypatch.setattr(customers, "resolve_customer", counting_resolve)
 
     mail = f"{unique()}@example.com"
     orders = [make_order(email=mail), make_order(email=mail, number="#1002")]
@@ -330,7 +329,8 @@ async def test_the_kit_consumer_retries_a_lost_race_onto_the_winner(
             Consumer(
                 name="profile.orders",
                 topics=["shop.orders.v1"],
-                handlers=order_handlers(settings),
+                batch_handler=counting_handler,
+                batch_types=ORDER_TYPES,
                 db=db,
                 kafka=settings.kafka,
                 producer=producer,

@@ -4,7 +4,7 @@ from vafa.kit.consumer import Consumer
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import WorkerContext, run_worker
 from vafa.profile.config import Settings
-from vafa.profile.orders.handlers import order_handlers
+from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
 
 
@@ -15,7 +15,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         return Consumer(
             name="profile.orders",
             topics=["shop.orders.v1"],
-            handlers=order_handlers(settings),
+            batch_handler=order_batch_handler(settings),
+            batch_types=ORDER_TYPES,
             db=ctx.db,
             kafka=settings.kafka,
             producer=ctx.producer,

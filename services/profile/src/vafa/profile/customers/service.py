@@ -6,28 +6,39 @@ one customer id: the shop id wins, then the email, then the phone. A new person 
 a known one gains the identities that are new. An identity that belongs to someone else is never
 moved: the conflict is logged and reported, for a person (or the future merge) to settle.
 
+One set of rules, one unit of work: a `Book` loads what a batch of resolutions needs in a few
+statements (who holds the identities; the customers that can be matched, locked in id order),
+applies the resolutions in order in memory (a later one sees the customers and identities an
+earlier one created), and writes back in a few statements. The order worker runs a polled batch
+through one Book; `resolve_customer` and `create_customer` (the API) run one resolution through
+their own.
+
 Concurrency: two events about the same new person can be handled at once (different orders,
 different partitions). Both see no owner and both try to create a file; the unique (kind, value)
-constraint lets exactly one claim the identities, and the other raises IdentityRace, which
-rolls its transaction back. The consumer retries the event, and the retry finds the winner's file.
+constraint lets exactly one claim the identities (the claims of a write-back are one insert in
+(kind, value) order, so overlapping claimers cannot deadlock), and the other raises
+IdentityRace, which rolls its transaction back. The consumer retries, and the retry finds the
+winner's file (or, for an identity a known customer lost, records the conflict).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TypeAlias
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import func, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
 from vafa.kit.errors import Conflict
 from vafa.kit.money import MoneyError, to_major
+from vafa.kit.outbox import OutboxEvent
 from vafa.profile.customers.identities import (
     Identity,
     IdentityKind,
@@ -60,8 +71,12 @@ _CHANGED_FIELD = {
 
 
 class IdentityRace(RuntimeError):
-    """Another transaction claimed an identity of the person being created since we looked.
-    The transaction must roll back; a retry resolves to the other transaction's customer."""
+    """Another transaction claimed an identity we were attaching since we looked. The
+    transaction must roll back; a retry resolves against the other transaction's claim."""
+
+    def __init__(self, identity: Identity, context: str = "") -> None:
+        super().__init__(f"{identity.kind} claimed concurrently ({context})")
+        self.identity = identity
 
 
 class IdentityTaken(Conflict):
@@ -91,9 +106,35 @@ class Details:
     city: str | None = None
 
 
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(slots=True)
+class CustomerState:
+    """A customer as a Book holds it: the row's fields, plus what this unit of work did."""
+
+    id: uuid.UUID
+    first_name: str | None
+    last_name: str | None
+    lifecycle_stage: str
+    country_code: str | None
+    city: str | None
+    created_at: datetime
+    updated_at: datetime
+    # Opened by this unit of work (so every identity it has is in `added`).
+    new: bool = False
+    # Identities attached by this unit of work, in the order they were claimed.
+    added: list[Identity] = field(default_factory=list)
+
+
+# What the file and the snapshot read: a row, or a Book's state of one.
+AnyCustomer: TypeAlias = Customer | CustomerState
+
+
 @dataclass(slots=True)
 class Resolution:
-    customer: Customer
+    customer: CustomerState
     created: bool
     added: list[Identity] = field(default_factory=list)
     conflicts: list[IdentityConflict] = field(default_factory=list)
@@ -106,34 +147,7 @@ def _clean(value: str | None) -> str | None:
     return value or None
 
 
-async def owners(
-    session: AsyncSession, identities: Sequence[Identity]
-) -> dict[Identity, uuid.UUID]:
-    """Who holds each of these identities (absent when nobody does)."""
-    if not identities:
-        return {}
-    rows = await session.execute(
-        select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id).where(
-            tuple_(CustomerIdentity.kind, CustomerIdentity.value).in_(
-                [(i.kind.value, i.value) for i in identities]
-            )
-        )
-    )
-    return {Identity(IdentityKind(k), v): cid for k, v, cid in rows.all()}
-
-
-async def _claim(session: AsyncSession, customer_id: uuid.UUID, identity: Identity) -> bool:
-    """Attaches the identity unless someone holds it (waiting for an uncommitted claimer)."""
-    result = await session.execute(
-        pg_insert(CustomerIdentity)
-        .values(customer_id=customer_id, kind=identity.kind.value, value=identity.value)
-        .on_conflict_do_nothing(index_elements=[CustomerIdentity.kind, CustomerIdentity.value])
-        .returning(CustomerIdentity.id)
-    )
-    return result.scalar_one_or_none() is not None
-
-
-def _fill_blanks(customer: Customer, details: Details) -> list[str]:
+def _fill_blanks(customer: CustomerState, details: Details) -> list[str]:
     changed = []
     for name in ("first_name", "last_name", "city"):
         value = _clean(getattr(details, name))
@@ -151,6 +165,283 @@ def _dedupe(identities: Sequence[Identity]) -> list[Identity]:
     return list(dict.fromkeys(identities))
 
 
+# Hot-path statements, built once. Columns travel as arrays, so each is one prepared statement
+# whatever the batch size.
+_OWNERS = text(
+    "SELECT i.kind, i.value, i.customer_id FROM customer_identities i "
+    "JOIN unnest(CAST(:kinds AS text[]), CAST(:values AS text[])) AS q(kind, value) "
+    "ON i.kind = q.kind AND i.value = q.value"
+)
+_LOCK_CUSTOMERS = text(
+    "SELECT id, first_name, last_name, lifecycle_stage, country_code, city, created_at, "
+    "updated_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+_INSERT_CUSTOMERS = text(
+    "INSERT INTO customers "
+    "(id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at) "
+    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]), "
+    "CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]), "
+    "CAST(:cities AS text[]), CAST(:created AS timestamptz[]), CAST(:updated AS timestamptz[]))"
+)
+_UPDATE_CUSTOMERS = text(
+    "UPDATE customers c SET first_name = u.first_name, last_name = u.last_name, "
+    "lifecycle_stage = u.lifecycle_stage, country_code = u.country_code, city = u.city, "
+    "updated_at = u.updated_at "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]), "
+    "CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]), "
+    "CAST(:cities AS text[]), CAST(:updated AS timestamptz[])) "
+    "AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at) "
+    "WHERE c.id = u.id"
+)
+# A claim waits for an uncommitted claimer of the same identity, then skips it if that one
+# committed: what is missing from RETURNING was taken concurrently.
+_CLAIM = text(
+    "INSERT INTO customer_identities (customer_id, kind, value) "
+    "SELECT c, k, v FROM unnest(CAST(:customer_ids AS uuid[]), CAST(:kinds AS text[]), "
+    "CAST(:values AS text[])) WITH ORDINALITY AS t(c, k, v, n) ORDER BY n "
+    "ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value"
+)
+_IDENTITIES_OF_MANY = text(
+    "SELECT customer_id, kind, value FROM customer_identities "
+    "WHERE customer_id = ANY(CAST(:ids AS uuid[])) ORDER BY id"
+)
+
+
+async def owners(
+    session: AsyncSession, identities: Sequence[Identity]
+) -> dict[Identity, uuid.UUID]:
+    """Who holds each of these identities (absent when nobody does), in one statement."""
+    if not identities:
+        return {}
+    unique = _dedupe(identities)
+    rows = await session.execute(
+        _OWNERS, {"kinds": [i.kind.value for i in unique], "values": [i.value for i in unique]}
+    )
+    return {Identity(IdentityKind(k), v): cid for k, v, cid in rows.all()}
+
+
+def match(
+    identities: Sequence[Identity],
+    held: Mapping[Identity, uuid.UUID],
+    customer_id: uuid.UUID | None = None,
+) -> uuid.UUID | None:
+    """The customer these identities (in precedence order) describe: `customer_id` when forced,
+    else the holder of the first identity that has one; None for a new person."""
+    return customer_id or next((held[i] for i in identities if i in held), None)
+
+
+class Book:
+    """A unit of work over customers and their identities (see the module docstring).
+
+    `load` (or `Book(held)` then `lock`) reads; `resolve` and `create` decide, in memory and in
+    order; `flush` writes what was decided; `snapshots` renders customers as events carry them.
+    Every customer a resolution can match must be locked first: `load` works out which."""
+
+    def __init__(self, held: Mapping[Identity, uuid.UUID] | None = None) -> None:
+        # Who holds each identity seen: loaded, then claimed here.
+        self.owners: dict[Identity, uuid.UUID] = dict(held or {})
+        self.customers: dict[uuid.UUID, CustomerState] = {}
+        self._claimed: set[Identity] = set()
+        self._claims: list[tuple[Identity, uuid.UUID]] = []
+        self._unwritten: list[CustomerState] = []
+        self._dirty: dict[uuid.UUID, CustomerState] = {}
+
+    @classmethod
+    async def load(
+        cls,
+        session: AsyncSession,
+        *,
+        identities: Sequence[Sequence[Identity]],
+        forced: Iterable[uuid.UUID] = (),
+    ) -> Book:
+        """A Book ready for resolutions of these identity lists (each in precedence order),
+        some forced onto these customers: two statements (owners; the customers that can be
+        matched, locked in id order), one when nobody is known.
+
+        Which customers can be matched: a resolution matches its forced customer, or the holder
+        of its first held identity. What an earlier resolution of the batch claims only adds
+        holders that are either new here or matched (so locked) by that earlier resolution; so
+        the forced customers and, per list, the holder of the first identity held before the
+        batch, are all a batch can match."""
+        everything = _dedupe([i for ids in identities for i in ids])
+        book = cls(await owners(session, everything))
+        targets = set(forced)
+        for ids in identities:
+            first = match(ids, book.owners)
+            if first is not None:
+                targets.add(first)
+        await book.lock(session, targets)
+        return book
+
+    async def lock(self, session: AsyncSession, ids: Iterable[uuid.UUID]) -> None:
+        """Loads these customers, locked (FOR UPDATE) in id order, in one statement."""
+        wanted = sorted(set(ids) - self.customers.keys())
+        if not wanted:
+            return
+        for row in (await session.execute(_LOCK_CUSTOMERS, {"ids": wanted})).all():
+            self.customers[row.id] = CustomerState(
+                id=row.id,
+                first_name=row.first_name,
+                last_name=row.last_name,
+                lifecycle_stage=row.lifecycle_stage,
+                country_code=row.country_code,
+                city=row.city,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
+            )
+
+    def _claim(self, customer: CustomerState, identity: Identity) -> None:
+        self.owners[identity] = customer.id
+        self._claimed.add(identity)
+        self._claims.append((identity, customer.id))
+        customer.added.append(identity)
+
+    def create(
+        self, identities: Sequence[Identity], *, details: Details, stage: LifecycleStage
+    ) -> CustomerState:
+        """A new file holding these identities (none of which anybody holds)."""
+        now = utcnow()
+        customer = CustomerState(
+            id=uuid.uuid4(),
+            first_name=None,
+            last_name=None,
+            lifecycle_stage=stage.value,
+            country_code=None,
+            city=None,
+            created_at=now,
+            updated_at=now,
+            new=True,
+        )
+        _fill_blanks(customer, details)
+        self.customers[customer.id] = customer
+        self._unwritten.append(customer)
+        # Claimed in a stable order so two creators of overlapping people cannot deadlock.
+        for identity in sorted(identities):
+            self._claim(customer, identity)
+        return customer
+
+    def resolve(
+        self,
+        identities: Sequence[Identity],
+        *,
+        details: Details,
+        stage: LifecycleStage = LifecycleStage.customer,
+        customer_id: uuid.UUID | None = None,
+        context: str = "",
+    ) -> Resolution:
+        """The customer these identities describe (the rules of `resolve_customer`), decided in
+        memory against what the Book holds."""
+        identities = _dedupe(identities)
+        target = match(identities, self.owners, customer_id)
+        if target is None:
+            customer = self.create(identities, details=details, stage=stage)
+            return Resolution(customer=customer, created=True, added=list(identities))
+
+        found = self.customers.get(target)
+        if found is None:  # a forced id that is gone (or a Book not loaded for this)
+            raise LookupError(f"customer {target} does not exist")
+        customer = found
+        resolution = Resolution(customer=customer, created=False)
+        for identity in sorted(identities):
+            owner = self.owners.get(identity)
+            if owner == customer.id:
+                continue
+            if owner is None:
+                self._claim(customer, identity)
+                resolution.added.append(identity)
+                continue
+            resolution.conflicts.append(IdentityConflict(identity.kind.value, owner))
+            log.warning(
+                "identity_conflict",
+                kind=identity.kind.value,
+                customer_id=str(customer.id),
+                owner_id=str(owner),
+                context=context,
+            )
+        changed = {_CHANGED_FIELD[i.kind] for i in resolution.added}
+        changed.update(_fill_blanks(customer, details))
+        if stage == LifecycleStage.customer and customer.lifecycle_stage != stage.value:
+            customer.lifecycle_stage = stage.value
+            changed.add("lifecycle_stage")
+        resolution.changed_fields = sorted(changed)
+        if changed and not customer.new:
+            customer.updated_at = utcnow()
+            self._dirty[customer.id] = customer
+        return resolution
+
+    async def flush(self, session: AsyncSession, *, context: str = "") -> None:
+        """Writes what was decided since the last flush: new customers, changed customers and
+        the claims, one statement each. Raises IdentityRace when a claim was taken by a
+        concurrent transaction (roll back and retry)."""
+        if self._unwritten:
+            new = self._unwritten
+            await session.execute(
+                _INSERT_CUSTOMERS,
+                {
+                    "ids": [c.id for c in new],
+                    "first_names": [c.first_name for c in new],
+                    "last_names": [c.last_name for c in new],
+                    "stages": [c.lifecycle_stage for c in new],
+                    "countries": [c.country_code for c in new],
+                    "cities": [c.city for c in new],
+                    "created": [c.created_at for c in new],
+                    "updated": [c.updated_at for c in new],
+                },
+            )
+            self._unwritten = []
+        dirty = [c for c in self._dirty.values() if not c.new]
+        if dirty:
+            await session.execute(
+                _UPDATE_CUSTOMERS,
+                {
+                    "ids": [c.id for c in dirty],
+                    "first_names": [c.first_name for c in dirty],
+                    "last_names": [c.last_name for c in dirty],
+                    "stages": [c.lifecycle_stage for c in dirty],
+                    "countries": [c.country_code for c in dirty],
+                    "cities": [c.city for c in dirty],
+                    "updated": [c.updated_at for c in dirty],
+                },
+            )
+        self._dirty = {}
+        if self._claims:
+            claims = sorted(self._claims)
+            self._claims = []
+            result = await session.execute(
+                _CLAIM,
+                {
+                    "customer_ids": [cid for _, cid in claims],
+                    "kinds": [i.kind.value for i, _ in claims],
+                    "values": [i.value for i, _ in claims],
+                },
+            )
+            got = {Identity(IdentityKind(k), v) for k, v in result.all()}
+            for identity, _ in claims:
+                if identity not in got:
+                    log.info("identity_race", kind=identity.kind.value, context=context)
+                    raise IdentityRace(identity, context)
+
+    def capture(self, customer: CustomerState) -> CustomerState:
+        """The customer as it stands now, for a snapshot rendered later (`snapshots`)."""
+        return replace(customer, added=list(customer.added))
+
+    async def snapshots(
+        self, session: AsyncSession, captured: Sequence[CustomerState]
+    ) -> list[profile_pb2.CustomerSnapshot]:
+        """Captured customers as events carry them. The identities a known customer had before
+        this unit of work are read in one statement (none for new customers)."""
+        known = sorted({c.id for c in captured if not c.new})
+        before: dict[uuid.UUID, list[Identity]] = {}
+        if known:
+            for cid, kind, value in (
+                await session.execute(_IDENTITIES_OF_MANY, {"ids": known})
+            ).all():
+                identity = Identity(IdentityKind(kind), value)
+                if identity not in self._claimed:  # already flushed: it is in `added`
+                    before.setdefault(cid, []).append(identity)
+        return [build_snapshot(c, [*before.get(c.id, ()), *c.added]) for c in captured]
+
+
 async def resolve_customer(
     session: AsyncSession,
     *,
@@ -164,56 +455,15 @@ async def resolve_customer(
     that are new attached. `identities` are in precedence order (shop id, email, phone).
     `customer_id` forces the match (an order already attributed keeps its customer).
     `stage` is the least lifecycle stage the customer has afterwards. Raises IdentityRace when
-    a concurrent transaction claimed one of a new person's identities first."""
+    a concurrent transaction claimed one of the identities being attached first."""
     identities = _dedupe(identities)
-    held = await owners(session, identities)
-    target = customer_id or next((held[i] for i in identities if i in held), None)
-
-    if target is None:
-        customer = Customer(lifecycle_stage=stage.value)
-        _fill_blanks(customer, details)
-        session.add(customer)
-        await session.flush()
-        # Claim in a stable order so two creators of overlapping people cannot deadlock.
-        for identity in sorted(identities):
-            if not await _claim(session, customer.id, identity):
-                log.info("identity_race", kind=identity.kind.value, context=context)
-                raise IdentityRace(f"{identity.kind} claimed concurrently ({context})")
-        return Resolution(customer=customer, created=True, added=list(identities))
-
-    locked = await session.scalar(select(Customer).where(Customer.id == target).with_for_update())
-    if locked is None:  # a forced id that is gone: nothing to attach to
-        raise LookupError(f"customer {target} does not exist")
-    customer = locked
-    resolution = Resolution(customer=customer, created=False)
-    for identity in sorted(identities):
-        owner = held.get(identity)
-        if owner == customer.id:
-            continue
-        if owner is None and await _claim(session, customer.id, identity):
-            resolution.added.append(identity)
-            continue
-        if owner is None:  # claimed concurrently since we looked
-            owner = (await owners(session, [identity])).get(identity)
-            if owner == customer.id:
-                continue
-        assert owner is not None
-        resolution.conflicts.append(IdentityConflict(identity.kind.value, owner))
-        log.warning(
-            "identity_conflict",
-            kind=identity.kind.value,
-            customer_id=str(customer.id),
-            owner_id=str(owner),
-            context=context,
-        )
-    changed = {_CHANGED_FIELD[i.kind] for i in resolution.added}
-    changed.update(_fill_blanks(customer, details))
-    if stage == LifecycleStage.customer and customer.lifecycle_stage != stage.value:
-        customer.lifecycle_stage = stage.value
-        changed.add("lifecycle_stage")
-    resolution.changed_fields = sorted(changed)
-    if changed:
-        await session.flush()
+    book = await Book.load(
+        session, identities=[identities], forced=[customer_id] if customer_id else []
+    )
+    resolution = book.resolve(
+        identities, details=details, stage=stage, customer_id=customer_id, context=context
+    )
+    await book.flush(session, context=context)
     return resolution
 
 
@@ -227,7 +477,7 @@ async def create_customer(
     country_code: str | None,
     city: str | None,
     default_region: str,
-) -> Customer:
+) -> CustomerState:
     """A lead from staff or the shop's backend. Raises InvalidEmail/InvalidPhone for bad input,
     IdentityTaken (409) when the email or phone belongs to someone, and publishes
     CustomerRegistered."""
@@ -241,17 +491,19 @@ async def create_customer(
     for identity in identities:
         if identity in held:
             raise IdentityTaken(identity.kind.value, held[identity])
-    customer = Customer(lifecycle_stage=LifecycleStage.lead.value)
-    _fill_blanks(
-        customer,
-        Details(first_name=first_name, last_name=last_name, country_code=country_code, city=city),
+    book = Book(held)
+    customer = book.create(
+        identities,
+        details=Details(
+            first_name=first_name, last_name=last_name, country_code=country_code, city=city
+        ),
+        stage=LifecycleStage.lead,
     )
-    session.add(customer)
-    await session.flush()
-    for identity in sorted(identities):
-        if not await _claim(session, customer.id, identity):
-            owner = (await owners(session, [identity]))[identity]
-            raise IdentityTaken(identity.kind.value, owner)
+    try:
+        await book.flush(session, context="api")
+    except IdentityRace as race:
+        owner = (await owners(session, [race.identity]))[race.identity]
+        raise IdentityTaken(race.identity.kind.value, owner) from None
     await emit_registered(session, customer=customer, source="api")
     return customer
 
@@ -280,14 +532,10 @@ async def identities_of(session: AsyncSession, customer_id: uuid.UUID) -> list[I
     return [Identity(IdentityKind(k), v) for k, v in rows.all()]
 
 
-def _timestamp(customer: Customer) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(customer.created_at)
-    return ts
-
-
-async def snapshot(session: AsyncSession, customer: Customer) -> profile_pb2.CustomerSnapshot:
-    identities = await identities_of(session, customer.id)
+def build_snapshot(
+    customer: AnyCustomer, identities: Sequence[Identity]
+) -> profile_pb2.CustomerSnapshot:
+    """The customer as events carry it, with these identities (in the order they were attached)."""
     shop_ids = []
     for identity in identities:
         if identity.kind == IdentityKind.shop:
@@ -297,6 +545,8 @@ async def snapshot(session: AsyncSession, customer: Customer) -> profile_pb2.Cus
                     platform=platform, shop=shop, shop_customer_id=shop_customer_id
                 )
             )
+    created_at = Timestamp()
+    created_at.FromDatetime(customer.created_at)
     return profile_pb2.CustomerSnapshot(
         customer_id=str(customer.id),
         first_name=customer.first_name or "",
@@ -307,59 +557,101 @@ async def snapshot(session: AsyncSession, customer: Customer) -> profile_pb2.Cus
         lifecycle_stage=customer.lifecycle_stage,
         country_code=customer.country_code or "",
         city=customer.city or "",
-        created_at=_timestamp(customer),
+        created_at=created_at,
     )
 
 
-async def emit_registered(session: AsyncSession, *, customer: Customer, source: str) -> None:
-    await outbox.add(
-        session,
-        topic=CUSTOMERS_TOPIC,
-        key=str(customer.id),
-        message=profile_pb2.CustomerRegistered(
-            customer=await snapshot(session, customer), source=source
-        ),
+async def snapshot(session: AsyncSession, customer: AnyCustomer) -> profile_pb2.CustomerSnapshot:
+    return build_snapshot(customer, await identities_of(session, customer.id))
+
+
+def registered_event(
+    snapshot: profile_pb2.CustomerSnapshot, *, source: str, traceparent: str | None = None
+) -> OutboxEvent:
+    return OutboxEvent(
+        CUSTOMERS_TOPIC,
+        snapshot.customer_id,
+        profile_pb2.CustomerRegistered(customer=snapshot, source=source),
         # One registration per customer, however often the creating event is replayed.
-        event_id=cloudevents.deterministic_id("profile", "registered", str(customer.id)),
+        event_id=cloudevents.deterministic_id("profile", "registered", snapshot.customer_id),
+        traceparent=traceparent,
+    )
+
+
+def updated_event(
+    snapshot: profile_pb2.CustomerSnapshot,
+    *,
+    changed_fields: Sequence[str],
+    cause_id: str | None,
+    traceparent: str | None = None,
+) -> OutboxEvent:
+    """`cause_id` (the id of the event that caused the change) makes the event id stable."""
+    return OutboxEvent(
+        CUSTOMERS_TOPIC,
+        snapshot.customer_id,
+        profile_pb2.CustomerUpdated(customer=snapshot, changed_fields=list(changed_fields)),
+        event_id=(
+            cloudevents.deterministic_id("profile", "updated", snapshot.customer_id, cause_id)
+            if cause_id
+            else None
+        ),
+        traceparent=traceparent,
+    )
+
+
+def resolution_event(
+    resolution: Resolution,
+    snapshot: profile_pb2.CustomerSnapshot,
+    *,
+    source: str,
+    cause_id: str | None,
+    traceparent: str | None = None,
+) -> OutboxEvent | None:
+    """CustomerRegistered for a new file, CustomerUpdated for a changed one, else nothing."""
+    if resolution.created:
+        return registered_event(snapshot, source=source, traceparent=traceparent)
+    if resolution.changed_fields:
+        return updated_event(
+            snapshot,
+            changed_fields=resolution.changed_fields,
+            cause_id=cause_id,
+            traceparent=traceparent,
+        )
+    return None
+
+
+async def emit_registered(session: AsyncSession, *, customer: AnyCustomer, source: str) -> None:
+    await outbox.add_many(
+        session, [registered_event(await snapshot(session, customer), source=source)]
     )
 
 
 async def emit_updated(
     session: AsyncSession,
     *,
-    customer: Customer,
+    customer: AnyCustomer,
     changed_fields: Sequence[str],
     cause_id: str | None = None,
 ) -> None:
     """`cause_id` (the id of the event that caused the change) makes the event id stable."""
-    await outbox.add(
-        session,
-        topic=CUSTOMERS_TOPIC,
-        key=str(customer.id),
-        message=profile_pb2.CustomerUpdated(
-            customer=await snapshot(session, customer), changed_fields=list(changed_fields)
-        ),
-        event_id=(
-            cloudevents.deterministic_id("profile", "updated", str(customer.id), cause_id)
-            if cause_id
-            else None
-        ),
+    event = updated_event(
+        await snapshot(session, customer), changed_fields=changed_fields, cause_id=cause_id
     )
+    await outbox.add_many(session, [event])
 
 
 async def emit_resolution(
     session: AsyncSession, *, resolution: Resolution, source: str, cause_id: str | None
 ) -> None:
-    """CustomerRegistered for a new file, CustomerUpdated for a changed one, else nothing."""
-    if resolution.created:
-        await emit_registered(session, customer=resolution.customer, source=source)
-    elif resolution.changed_fields:
-        await emit_updated(
-            session,
-            customer=resolution.customer,
-            changed_fields=resolution.changed_fields,
-            cause_id=cause_id,
-        )
+    """CustomerRegistered for a new file, CustomerUpdated for a changed one, else nothing
+    (after the resolution was flushed)."""
+    if not (resolution.created or resolution.changed_fields):
+        return
+    event = resolution_event(
+        resolution, await snapshot(session, resolution.customer), source=source, cause_id=cause_id
+    )
+    if event is not None:
+        await outbox.add_many(session, [event])
 
 
 def _major(amount_minor: int, currency: str) -> str:
@@ -369,7 +661,7 @@ def _major(amount_minor: int, currency: str) -> str:
         return str(amount_minor)
 
 
-async def read_file(session: AsyncSession, *, customer: Customer) -> CustomerRead:
+async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> CustomerRead:
     """The customer file: identities, purchase summary and the latest timeline entries."""
     identities = await identities_of(session, customer.id)
     order_count = await session.scalar(

@@ -4,16 +4,21 @@ about customers."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2, shop_orders_pb2
 from vafa.kit import cloudevents
 from vafa.kit.money import MoneyError, to_major
+from vafa.kit.outbox import OutboxEvent
 from vafa.profile.customers import service as customers
 from vafa.profile.customers.identities import (
     Identity,
@@ -27,7 +32,6 @@ from vafa.profile.customers.identities import (
 )
 from vafa.profile.customers.schemas import LifecycleStage
 from vafa.profile.events import PURCHASES_TOPIC, outbox
-from vafa.profile.models import Order
 from vafa.profile.timeline import service as timeline
 
 
@@ -157,6 +161,299 @@ def _data(
     return data
 
 
+@dataclass(frozen=True, slots=True)
+class OrderEvent:
+    """One shop order event, as `apply_order_events` takes it."""
+
+    kind: PurchaseKind
+    order: shop_orders_pb2.Order
+    event_id: str
+    occurred_at: datetime
+    refund: shop_orders_pb2.Refund | None = None
+    reason: str = ""
+    # The causing event's, for the events published (None: the current one).
+    traceparent: str | None = None
+
+
+@dataclass(slots=True)
+class OrderState:
+    """An order as `apply_order_events` holds it (the columns of `orders`)."""
+
+    order_ref: str
+    customer_id: uuid.UUID
+    status: str
+    total_minor: int
+    currency: str
+    order_number: str | None
+    placed_at: datetime
+    refunded_minor: int
+    new: bool = False
+    dirty: bool = False
+
+
+_APPLIED = text(
+    "SELECT source_id FROM timeline_entries WHERE source_id = ANY(CAST(:ids AS text[]))"
+)
+_LOCK_ORDERS = text(
+    "SELECT order_ref, customer_id, status, total_minor, currency, order_number, placed_at, "
+    "refunded_minor FROM orders WHERE order_ref = ANY(CAST(:refs AS text[])) "
+    "ORDER BY order_ref FOR UPDATE"
+)
+# No ON CONFLICT: an order inserted concurrently since we looked fails the batch, and the retry
+# finds it (and keeps it with its first customer).
+_INSERT_ORDERS = text(
+    "INSERT INTO orders (order_ref, customer_id, status, total_minor, currency, order_number, "
+    "placed_at, refunded_minor) "
+    "SELECT * FROM unnest(CAST(:refs AS text[]), CAST(:customer_ids AS uuid[]), "
+    "CAST(:statuses AS text[]), CAST(:totals AS bigint[]), CAST(:currencies AS text[]), "
+    "CAST(:numbers AS text[]), CAST(:placed AS timestamptz[]), CAST(:refunded AS bigint[]))"
+)
+_UPDATE_ORDERS = text(
+    "UPDATE orders o SET status = u.status, total_minor = u.total_minor, "
+    "currency = u.currency, order_number = u.order_number, refunded_minor = u.refunded_minor, "
+    "updated_at = now() "
+    "FROM unnest(CAST(:refs AS text[]), CAST(:statuses AS text[]), CAST(:totals AS bigint[]), "
+    "CAST(:currencies AS text[]), CAST(:numbers AS text[]), CAST(:refunded AS bigint[])) "
+    "AS u(order_ref, status, total_minor, currency, order_number, refunded_minor) "
+    "WHERE o.order_ref = u.order_ref"
+)
+
+
+def _apply_to_order(
+    existing: OrderState | None,
+    event: OrderEvent,
+    *,
+    customer_id: uuid.UUID,
+    currency: str,
+) -> OrderState:
+    """The order after the event: created with the event's customer, or moved forward."""
+    kind, order, refund = event.kind, event.order, event.refund
+    if existing is None:
+        row = OrderState(
+            order_ref=order.order_ref,
+            customer_id=customer_id,
+            status=kind.value,
+            total_minor=order.total.amount_minor,
+            currency=currency,
+            order_number=order.order_number or None,
+            placed_at=_when(order.placed_at, event.occurred_at),
+            refunded_minor=0,
+            new=True,
+        )
+    else:
+        row = existing
+        before = (row.status, row.total_minor, row.currency, row.order_number)
+        if _RANK[kind] > _RANK[PurchaseKind(row.status)]:
+            row.status = kind.value
+        # The shop's latest view of the order (edits change totals).
+        if order.HasField("total"):
+            row.total_minor = order.total.amount_minor
+        row.currency = currency or row.currency
+        row.order_number = order.order_number or row.order_number
+        if before != (row.status, row.total_minor, row.currency, row.order_number):
+            row.dirty = True
+    if kind == PurchaseKind.refunded and refund is not None:
+        refunded = min(row.total_minor, row.refunded_minor + refund.amount.amount_minor)
+        if refunded != row.refunded_minor:
+            row.refunded_minor = refunded
+            row.dirty = True
+    return row
+
+
+def _entry_time(event: OrderEvent) -> datetime:
+    if event.kind == PurchaseKind.placed:
+        return _when(event.order.placed_at, event.occurred_at)
+    if event.kind == PurchaseKind.refunded and event.refund is not None:
+        return _when(event.refund.refunded_at, event.occurred_at)
+    return event.occurred_at
+
+
+def _purchase_event(event: OrderEvent, customer_id: uuid.UUID) -> OutboxEvent:
+    message = profile_pb2.PurchaseAttributed(
+        customer_id=str(customer_id), kind=_PB_KIND[event.kind], source_event_id=event.event_id
+    )
+    message.order.CopyFrom(event.order)
+    if event.refund is not None:
+        message.refund.CopyFrom(event.refund)
+    return OutboxEvent(
+        PURCHASES_TOPIC,
+        str(customer_id),
+        message,
+        event_id=cloudevents.deterministic_id("profile", "purchase", event.event_id),
+        traceparent=event.traceparent,
+    )
+
+
+async def _lock_orders(session: AsyncSession, refs: Sequence[str]) -> dict[str, OrderState]:
+    rows = await session.execute(_LOCK_ORDERS, {"refs": sorted(set(refs))})
+    return {
+        r.order_ref: OrderState(
+            order_ref=r.order_ref,
+            customer_id=r.customer_id,
+            status=r.status,
+            total_minor=r.total_minor,
+            currency=r.currency,
+            order_number=r.order_number,
+            placed_at=r.placed_at,
+            refunded_minor=r.refunded_minor,
+        )
+        for r in rows.all()
+    }
+
+
+async def _write_orders(session: AsyncSession, orders: Sequence[OrderState]) -> None:
+    new = [o for o in orders if o.new]
+    if new:
+        await session.execute(
+            _INSERT_ORDERS,
+            {
+                "refs": [o.order_ref for o in new],
+                "customer_ids": [o.customer_id for o in new],
+                "statuses": [o.status for o in new],
+                "totals": [o.total_minor for o in new],
+                "currencies": [o.currency for o in new],
+                "numbers": [o.order_number for o in new],
+                "placed": [o.placed_at for o in new],
+                "refunded": [o.refunded_minor for o in new],
+            },
+        )
+    changed = [o for o in orders if o.dirty and not o.new]
+    if changed:
+        await session.execute(
+            _UPDATE_ORDERS,
+            {
+                "refs": [o.order_ref for o in changed],
+                "statuses": [o.status for o in changed],
+                "totals": [o.total_minor for o in changed],
+                "currencies": [o.currency for o in changed],
+                "numbers": [o.order_number for o in changed],
+                "refunded": [o.refunded_minor for o in changed],
+            },
+        )
+    for o in orders:
+        o.new = o.dirty = False
+
+
+async def apply_order_events(
+    session: AsyncSession, events: Sequence[OrderEvent], *, default_region: str
+) -> list[OrderState | None]:
+    """Applies shop order events in order, each once per `event_id`, as one unit of work: for
+    each, resolves the buyer, moves the order forward, adds the timeline entry and publishes
+    PurchaseAttributed (and CustomerRegistered or CustomerUpdated when the file was opened or
+    changed). A later event sees what an earlier one did (the customer it opened, the order it
+    created). Returns, per event, the order after the batch, or None for an event already
+    applied (or repeated in the batch).
+
+    Reads in at most five statements (applied events; orders, locked; owners of the buyers'
+    identities; customers that can be matched, locked in id order; identities of known
+    customers whose snapshot is published) and writes in a few (customers, identities, orders,
+    timeline, outbox). May raise customers.IdentityRace or ConcurrentDuplicate: both mean roll
+    back and retry (one event at a time, as the kit consumer does)."""
+    seen: set[str] = set()
+    unique_events = []
+    for event in events:
+        if event.event_id not in seen:
+            seen.add(event.event_id)
+            unique_events.append(event)
+    applied = set(
+        (await session.execute(_APPLIED, {"ids": [e.event_id for e in unique_events]})).scalars()
+    )
+    todo = [e for e in unique_events if e.event_id not in applied]
+    if not todo:
+        return [None] * len(events)
+
+    orders = await _lock_orders(session, [e.order.order_ref for e in todo])
+    parsed = [order_identities(e.order, default_region=default_region) for e in todo]
+    book = await customers.Book.load(
+        session,
+        identities=[ids for ids, _ in parsed],
+        forced={o.customer_id for o in orders.values()},
+    )
+
+    entries: list[timeline.NewEntry] = []
+    # Per event, in order: the customer event (rendered once snapshots are read) and the purchase.
+    published: list[tuple[customers.Resolution, customers.CustomerState, OrderEvent]] = []
+    purchases: list[OutboxEvent] = []
+    result: dict[str, OrderState] = {}
+    for event, (identities, rejected) in zip(todo, parsed, strict=True):
+        order = event.order
+        existing = orders.get(order.order_ref)
+        buyer = order.customer
+        resolution = book.resolve(
+            identities,
+            details=customers.Details(
+                first_name=buyer.first_name,
+                last_name=buyer.last_name,
+                country_code=buyer.country_code,
+                city=buyer.city,
+            ),
+            stage=LifecycleStage.customer,
+            # An order stays with the customer it was first attributed to.
+            customer_id=existing.customer_id if existing is not None else None,
+            context=order.order_ref,
+        )
+        customer = resolution.customer
+        currency = (order.currency or order.total.currency).upper()
+        row = _apply_to_order(existing, event, customer_id=customer.id, currency=currency)
+        orders[order.order_ref] = result[event.event_id] = row
+        entries.append(
+            timeline.NewEntry(
+                customer_id=customer.id,
+                kind=f"order.{event.kind.value}",
+                occurred_at=_entry_time(event),
+                source="shop",
+                source_id=event.event_id,
+                summary=_summary(event.kind, order, currency, event.refund),
+                data=_data(
+                    order,
+                    currency,
+                    rejected=rejected,
+                    resolution=resolution,
+                    refund=event.refund,
+                    reason=event.reason,
+                ),
+            )
+        )
+        if resolution.created or resolution.changed_fields:
+            published.append((resolution, book.capture(customer), event))
+        purchases.append(_purchase_event(event, customer.id))
+
+    context = todo[0].order.order_ref if len(todo) == 1 else f"{len(todo)} order events"
+    await book.flush(session, context=context)
+    await _write_orders(session, list(orders.values()))
+    added = await timeline.add_entries(session, entries)
+    if len(added) != len(entries):
+        missing = next(e.source_id for e in entries if e.source_id not in added)
+        raise ConcurrentDuplicate(missing)
+
+    snapshots = await book.snapshots(session, [captured for _, captured, _ in published])
+    customer_events: dict[str, OutboxEvent] = {}
+    for (resolution, _, event), snap in zip(published, snapshots, strict=True):
+        customer_event = customers.resolution_event(
+            resolution,
+            snap,
+            source="shop_order",
+            cause_id=event.event_id,
+            traceparent=event.traceparent,
+        )
+        if customer_event is not None:
+            customer_events[event.event_id] = customer_event
+    out: list[OutboxEvent] = []
+    for event, purchase in zip(todo, purchases, strict=True):
+        if event.event_id in customer_events:
+            out.append(customer_events[event.event_id])
+        out.append(purchase)
+    await outbox.add_many(session, out)
+
+    returned: list[OrderState | None] = []
+    handed: set[str] = set()
+    for event in events:
+        first = event.event_id not in handed
+        handed.add(event.event_id)
+        returned.append(result.get(event.event_id) if first else None)
+    return returned
+
+
 async def record_order_event(
     session: AsyncSession,
     *,
@@ -167,93 +464,15 @@ async def record_order_event(
     default_region: str,
     refund: shop_orders_pb2.Refund | None = None,
     reason: str = "",
-) -> Order | None:
-    """Applies one shop order event once per `event_id`: resolves the buyer, upserts the order,
-    adds the timeline entry and publishes PurchaseAttributed (and CustomerRegistered or
-    CustomerUpdated when the file was opened or changed). Returns the order, or None for an
-    event already applied. May raise customers.IdentityRace or ConcurrentDuplicate: both mean
-    roll back and retry."""
-    if await timeline.has_entry(session, source_id=event_id):
-        return None
-    existing = await session.get(Order, order.order_ref, with_for_update=True)
-    identities, rejected = order_identities(order, default_region=default_region)
-    buyer = order.customer
-    resolution = await customers.resolve_customer(
-        session,
-        identities=identities,
-        details=customers.Details(
-            first_name=buyer.first_name,
-            last_name=buyer.last_name,
-            country_code=buyer.country_code,
-            city=buyer.city,
-        ),
-        stage=LifecycleStage.customer,
-        # An order stays with the customer it was first attributed to.
-        customer_id=existing.customer_id if existing is not None else None,
-        context=order.order_ref,
+) -> OrderState | None:
+    """Applies one shop order event once per `event_id` (`apply_order_events` with one event):
+    the order, or None for an event already applied."""
+    event = OrderEvent(
+        kind=kind,
+        order=order,
+        event_id=event_id,
+        occurred_at=occurred_at,
+        refund=refund,
+        reason=reason,
     )
-    customer = resolution.customer
-    currency = (order.currency or order.total.currency).upper()
-    if existing is None:
-        row = Order(
-            order_ref=order.order_ref,
-            customer_id=customer.id,
-            status=kind.value,
-            total_minor=order.total.amount_minor,
-            currency=currency,
-            order_number=order.order_number or None,
-            placed_at=_when(order.placed_at, occurred_at),
-            refunded_minor=0,
-        )
-        session.add(row)
-    else:
-        row = existing
-        if _RANK[kind] > _RANK[PurchaseKind(row.status)]:
-            row.status = kind.value
-        # The shop's latest view of the order (edits change totals).
-        if order.HasField("total"):
-            row.total_minor = order.total.amount_minor
-        row.currency = currency or row.currency
-        row.order_number = order.order_number or row.order_number
-    if kind == PurchaseKind.refunded and refund is not None:
-        row.refunded_minor = min(row.total_minor, row.refunded_minor + refund.amount.amount_minor)
-    await session.flush()
-
-    if kind == PurchaseKind.placed:
-        at = _when(order.placed_at, occurred_at)
-    elif kind == PurchaseKind.refunded and refund is not None:
-        at = _when(refund.refunded_at, occurred_at)
-    else:
-        at = occurred_at
-    entry = await timeline.add_entry(
-        session,
-        customer_id=customer.id,
-        kind=f"order.{kind.value}",
-        occurred_at=at,
-        source="shop",
-        source_id=event_id,
-        summary=_summary(kind, order, currency, refund),
-        data=_data(
-            order, currency, rejected=rejected, resolution=resolution, refund=refund, reason=reason
-        ),
-    )
-    if entry is None:
-        raise ConcurrentDuplicate(event_id)
-
-    await customers.emit_resolution(
-        session, resolution=resolution, source="shop_order", cause_id=event_id
-    )
-    message = profile_pb2.PurchaseAttributed(
-        customer_id=str(customer.id), kind=_PB_KIND[kind], source_event_id=event_id
-    )
-    message.order.CopyFrom(order)
-    if refund is not None:
-        message.refund.CopyFrom(refund)
-    await outbox.add(
-        session,
-        topic=PURCHASES_TOPIC,
-        key=str(customer.id),
-        message=message,
-        event_id=cloudevents.deterministic_id("profile", "purchase", event_id),
-    )
-    return row
+    return (await apply_order_events(session, [event], default_region=default_region))[0]
