@@ -2,11 +2,16 @@
 the PointsEarned event reaches loyalty.events.v1 through the outbox."""
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
+import pytest
 from aiokafka import AIOKafkaConsumer
+from google.protobuf.message import Message
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import common_pb2, loyalty_pb2, profile_pb2, shop_orders_pb2
 from vafa.kit import cloudevents
@@ -14,6 +19,8 @@ from vafa.kit.db import Database
 from vafa.kit.kafka import make_producer
 from vafa.kit.settings import ServiceSettings
 from vafa.loyalty.models import Account, LedgerEntry
+from vafa.loyalty.points import rules, store
+from vafa.loyalty.spec import SPEC
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
@@ -139,3 +146,204 @@ async def test_purchase_earns_once_and_publishes_points_earned(
         assert account is not None and account.balance == 404
         registered = await s.get(Account, uuid.UUID(registered_only))
         assert registered is not None and registered.balance == 0
+
+
+async def _produce(
+    settings: ServiceSettings, topic: str, events: list[tuple[str, str, Message, str]]
+) -> None:
+    """(event id, key, message, traceparent) in this order, to one partition per key."""
+    producer = make_producer(settings.kafka, client_id="loyalty-test")
+    await producer.start()
+    try:
+        for event_id, key, message, traceparent in events:
+            headers, value = cloudevents.encode(
+                message,
+                source="/vafa/profile",
+                subject=key,
+                event_id=event_id,
+                traceparent=traceparent,
+            )
+            await producer.send_and_wait(
+                settings.kafka.topic(topic), value=value, key=key.encode(), headers=headers
+            )
+    finally:
+        await producer.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: ServiceSettings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(SPEC.worker(settings, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _order(ref: str, total_minor: int) -> shop_orders_pb2.Order:
+    return shop_orders_pb2.Order(
+        order_ref=ref,
+        currency="USD",
+        total=common_pb2.Money(amount_minor=total_minor, currency="USD"),
+    )
+
+
+def _purchase(
+    customer: str, kind: int, order: shop_orders_pb2.Order, refund_minor: int = 0
+) -> profile_pb2.PurchaseAttributed:
+    msg = profile_pb2.PurchaseAttributed(customer_id=customer, kind=kind, order=order)  # type: ignore[arg-type]
+    if kind == profile_pb2.PURCHASE_KIND_REFUNDED:
+        msg.refund.refund_id = "r1"
+        msg.refund.amount.amount_minor = refund_minor
+        msg.refund.amount.currency = "USD"
+    return msg
+
+
+async def _outbox_events(db: Database, customer: str) -> list[cloudevents.Envelope]:
+    async with db.sessionmaker() as s:
+        rows = await s.execute(
+            text("SELECT headers, payload FROM outbox WHERE key = :k ORDER BY id"), {"k": customer}
+        )
+        return [
+            cloudevents.decode([(k, v.encode()) for k, v in r.headers], r.payload)
+            for r in rows.all()
+        ]
+
+
+async def test_one_batch_with_earn_refund_cancel_and_duplicates_is_applied_in_order(
+    settings: ServiceSettings, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Everything is in the log before the worker starts, so its first poll holds the whole
+    story of one order: paid, refunded, the same refund event redelivered, cancelled, and the
+    payment again under a new event id. Applied in log order, the refund takes its share of what
+    was earned, the cancellation the rest, and the copies nothing: balance 0. Any other order
+    would leave points (a cancellation before the earn takes nothing)."""
+    batches: list[list[rules.Purchase]] = []
+    apply_purchases = store.apply_purchases
+
+    async def spy(
+        session: AsyncSession, purchases: Sequence[rules.Purchase], *args: Any
+    ) -> list[store.Entry | None]:
+        batches.append(list(purchases))
+        return await apply_purchases(session, purchases, *args)
+
+    monkeypatch.setattr(store, "apply_purchases", spy)
+
+    customer = str(uuid.uuid4())
+    ref = f"shopify:batch:{uuid.uuid4().hex[:8]}"
+    o = _order(ref, 40_495)  # 404 points
+    paid = _purchase(customer, profile_pb2.PURCHASE_KIND_PAID, o)
+    refund = _purchase(customer, profile_pb2.PURCHASE_KIND_REFUNDED, o, refund_minor=10_000)
+    cancel = _purchase(customer, profile_pb2.PURCHASE_KIND_CANCELLED, o)
+    trace = [f"00-{uuid.uuid4().hex}-{i + 1:016x}-01" for i in range(5)]
+    ids = [f"evt-{ref}-{i}" for i in range(5)]
+    await _produce(
+        settings,
+        "profile.purchases.v1",
+        [
+            (ids[0], customer, paid, trace[0]),
+            (ids[1], customer, refund, trace[1]),
+            (ids[1], customer, refund, trace[1]),  # redelivered: the inbox drops it
+            (ids[3], customer, cancel, trace[3]),
+            (ids[4], customer, paid, trace[4]),  # a copy under a new id: its key is used
+        ],
+    )
+
+    async def consumed() -> bool:
+        async with db.sessionmaker() as s:
+            n = (
+                await s.execute(
+                    text("SELECT count(*) FROM inbox WHERE event_id = ANY(:ids)"), {"ids": ids}
+                )
+            ).scalar_one()
+            return n == 4
+
+    async with running_worker(settings):
+        await wait_for(consumed)
+
+    ours = [[p for p in batch if str(p.customer_id) == customer] for batch in batches]
+    assert [[p.action for p in b] for b in ours if b] == [
+        [rules.Action.EARN, rules.Action.REFUND, rules.Action.CANCEL, rules.Action.EARN]
+    ], "the four events did not arrive as one batch, in log order"
+
+    async with db.sessionmaker() as s:
+        entries = (
+            await s.scalars(
+                select(LedgerEntry)
+                .where(LedgerEntry.customer_id == uuid.UUID(customer))
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
+        assert [(e.kind, e.delta, e.idempotency_key) for e in entries] == [
+            ("earn", 404, f"earn:order:{ref}"),
+            ("reverse", -99, f"reverse:refund:{ref}:r1"),  # floor(404 × 10000 / 40495)
+            ("reverse", -305, f"reverse:cancel:{ref}"),
+        ]
+        account = await s.get(Account, uuid.UUID(customer))
+        assert account is not None and account.balance == 0
+
+    events = await _outbox_events(db, customer)
+    summary = []
+    for env in events:
+        msg = env.message
+        assert isinstance(msg, loyalty_pb2.PointsEarned | loyalty_pb2.PointsReversed)
+        summary.append((type(msg).__name__, msg.points, msg.balance, env.traceparent))
+    assert summary == [
+        ("PointsEarned", 404, 404, trace[0]),
+        ("PointsReversed", 99, 305, trace[1]),
+        ("PointsReversed", 305, 0, trace[3]),
+    ]
+
+
+async def test_a_broken_event_in_a_batch_is_dead_lettered_and_the_rest_applied(
+    settings: ServiceSettings, db: Database
+) -> None:
+    customer = str(uuid.uuid4())
+    ref = f"shopify:broken:{uuid.uuid4().hex[:8]}"
+    o = _order(ref, 10_000)  # 100 points
+    broken = _purchase("not-a-uuid", profile_pb2.PURCHASE_KIND_PAID, o)
+    ids = [f"evt-{ref}-{i}" for i in range(3)]
+    await _produce(
+        settings,
+        "profile.purchases.v1",
+        [
+            (ids[0], customer, _purchase(customer, profile_pb2.PURCHASE_KIND_PAID, o), ""),
+            (ids[1], customer, broken, ""),
+            (ids[2], customer, _purchase(customer, profile_pb2.PURCHASE_KIND_CANCELLED, o), ""),
+        ],
+    )
+    dlq = AIOKafkaConsumer(
+        settings.kafka.topic("profile.purchases.v1") + ".dlq",
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await dlq.start()
+    try:
+        async with running_worker(settings):
+            headers: dict[str, bytes] = {}
+            deadline = asyncio.get_running_loop().time() + 60
+            while not headers and asyncio.get_running_loop().time() < deadline:
+                for records in (await dlq.getmany(timeout_ms=500)).values():
+                    for r in records:
+                        h = dict(r.headers)
+                        if h.get("ce_id") == ids[1].encode():
+                            headers = h
+    finally:
+        await dlq.stop()
+    assert headers, "the broken event never reached the DLQ"
+    assert headers["dlq_consumer"] == b"loyalty.purchases"
+    assert b"badly formed hexadecimal UUID string" in headers["dlq_error"]
+
+    async with db.sessionmaker() as s:
+        entries = (
+            await s.execute(
+                select(LedgerEntry.kind, LedgerEntry.delta)
+                .where(LedgerEntry.customer_id == uuid.UUID(customer))
+                .order_by(LedgerEntry.id)
+            )
+        ).all()
+        assert [tuple(e) for e in entries] == [("earn", 100), ("reverse", -100)]
+        account = await s.get(Account, uuid.UUID(customer))
+        assert account is not None and account.balance == 0
