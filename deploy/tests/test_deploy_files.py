@@ -1,9 +1,9 @@
-"""Checks of the deployment files: the Dockerfiles, docker-compose.yml and deploy/k8s.
+"""Checks of the deployment files: the Dockerfile, docker-compose.yml and deploy/k8s.
 
 Nothing here needs a Docker engine or a cluster. Real tools render and validate: `kubectl
 kustomize` (kustomize inside kubectl) renders the overlays, `kubernetes-validate` checks every
 rendered object against the Kubernetes OpenAPI schemas, `docker-compose config` parses and
-interpolates the compose file, and `hadolint` lints the Dockerfiles. The rest are the facts those
+interpolates the compose file, and `hadolint` lints the Dockerfile. The rest are the facts those
 files must agree on: the ports in the services' settings, probes, resources, autoscaler targets,
 secrets by reference only, and the same shape for every component.
 
@@ -13,6 +13,7 @@ A missing tool fails the test with the line to add to the dev dependency group.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -31,6 +32,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / "deploy" / "compose" / "vafa.env.example"
 INITDB = ROOT / "deploy" / "compose" / "initdb.sql"
 DOCS = ROOT / "docs" / "deployment.md"
+# The one Dockerfile of every component (the COMPONENT build argument picks which).
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
 
 # The contract: every service's api port and worker metrics port, and the gateway's port.
 SERVICES: dict[str, tuple[int, int]] = {
@@ -117,16 +120,23 @@ def test_partition_default() -> None:
     assert env_example()["VAFA_KAFKA_PARTITIONS"] == str(DEFAULT_PARTITIONS)
 
 
-# --- Dockerfiles --------------------------------------------------------------------------
+# --- the Dockerfile -----------------------------------------------------------------------
+# One Dockerfile builds every component; the COMPONENT build argument picks which. These tests
+# follow it the way BuildKit does for the instructions it uses (global and per-stage ARGs and
+# their defaults, the last FROM choosing a stage by name, ENV/EXPOSE/ENTRYPOINT/CMD/USER into
+# the image config), once per component with the arguments docker-compose.yml passes.
+
+# Folders never searched for stray Dockerfiles.
+NOT_OURS = {".git", ".venv", "node_modules", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 
 
-def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
+def dockerfile_instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
     out: list[tuple[str, str]] = []
     pending = ""
     for raw in path.read_text().splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
+        if not line or line.startswith("#"):
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
@@ -137,6 +147,132 @@ def dockerfile_instructions(path: Path) -> list[tuple[str, str]]:
         out.append((instr.upper(), " ".join(args.split())))
     assert not pending, f"{path}: dangling line continuation"
     return out
+
+
+Stage = tuple[str, str, list[tuple[str, str]]]  # (base, name or "", instructions)
+
+
+def dockerfile_stages() -> tuple[list[tuple[str, str]], list[Stage]]:
+    """The instructions before the first FROM, and each stage."""
+    head: list[tuple[str, str]] = []
+    stages: list[Stage] = []
+    for instr, args in dockerfile_instructions():
+        if instr == "FROM":
+            base, _, name = args.partition(" AS ")
+            stages.append((base, name, []))
+        elif stages:
+            stages[-1][2].append((instr, args))
+        else:
+            head.append((instr, args))
+    return head, stages
+
+
+class NotBuildable(Exception):
+    pass
+
+
+def expand(text: str, values: dict[str, str]) -> str:
+    """${NAME}, $NAME and ${NAME:?} as BuildKit (or the RUN shell) expands build arguments;
+    names it does not know (such as $PATH) are left alone."""
+
+    def sub(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3)
+        if match.group(2) and not values.get(name):
+            raise NotBuildable(f"{name}: is not allowed to be unset or empty")
+        return values.get(name, match.group(0))
+
+    return re.sub(r"\$\{(\w+)(:\?)?\}|\$(\w+)", sub, text)
+
+
+def arg(declaration: str) -> tuple[str, str | None]:
+    name, eq, default = declaration.partition("=")
+    return name, (default if eq else None)
+
+
+def build_of(build_args: dict[str, str]) -> dict[str, Any]:
+    """What `docker build --build-arg K=V ...` of the Dockerfile copies, runs and produces."""
+    head, stages = dockerfile_stages()
+    global_args: dict[str, str] = {}
+    for instr, args in head:
+        assert instr == "ARG", f"only ARG may come before the first FROM, not {instr}"
+        name, default = arg(args)
+        value = build_args.get(name, None if default is None else expand(default, global_args))
+        if value is not None:
+            global_args[name] = value
+    by_name = {name: i for i, (_, name, _) in enumerate(stages) if name}
+
+    def chain(index: int) -> list[int]:
+        """The stage and the stages it is built on, root first."""
+        base = expand(stages[index][0], global_args)
+        if base in by_name:
+            return [*chain(by_name[base]), index]
+        if not re.fullmatch(r"[\w./-]+:[\w.-]+", base):
+            raise NotBuildable(f"FROM {base}: neither a stage nor a tagged image")
+        return [index]
+
+    image: dict[str, Any] = {"env": {}, "expose": [], "entrypoint": None, "cmd": None, "user": ""}
+    copies: list[str] = []
+    runs: list[str] = []
+    bases: list[str] = []
+    done: set[int] = set()
+
+    def build(index: int, into_image: bool) -> None:
+        for i in chain(index):
+            if i in done and not into_image:
+                continue
+            done.add(i)
+            base = expand(stages[i][0], global_args)
+            if base not in by_name:
+                bases.append(base)
+            values: dict[str, str] = {}
+            cmd_set = False
+            for instr, args in stages[i][2]:
+                if instr == "ARG":
+                    name, default = arg(args)
+                    if name in build_args:
+                        values[name] = build_args[name]
+                    elif default is not None:
+                        values[name] = expand(default, values)
+                    elif name in global_args:
+                        values[name] = global_args[name]
+                elif instr == "RUN":  # without its flags (--mount=...)
+                    runs.append(expand(re.sub(r"^(--\S+ )+", "", args), values))
+                elif instr == "COPY":
+                    words = args.split()
+                    source = next((w for w in words if w.startswith("--from=")), None)
+                    paths = [expand(w, values) for w in words if not w.startswith("--")]
+                    if source is None:
+                        copies.extend(paths[:-1])
+                    else:
+                        build(by_name[source.removeprefix("--from=")], into_image=False)
+                elif not into_image:
+                    continue
+                elif instr == "ENV":
+                    for pair in expand(args, values).split():
+                        key, _, value = pair.partition("=")
+                        image["env"][key] = value
+                elif instr == "EXPOSE":
+                    image["expose"] = [*image["expose"], *expand(args, values).split()]
+                elif instr == "ENTRYPOINT":
+                    image["entrypoint"] = json.loads(args)
+                    if not cmd_set:
+                        image["cmd"] = None
+                elif instr == "CMD":
+                    image["cmd"] = json.loads(args)
+                    cmd_set = True
+                elif instr == "USER":
+                    image["user"] = expand(args, values)
+
+    build(len(stages) - 1, into_image=True)
+    return {**image, "copies": copies, "runs": runs, "bases": bases}
+
+
+def expected_build_args(name: str) -> dict[str, str]:
+    """What docker-compose.yml must pass to build a component's image."""
+    args = {"COMPONENT": name}
+    if component_dir(name) != ROOT / "services" / name:
+        args["COMPONENT_DIR"] = str(component_dir(name).relative_to(ROOT))
+    return args
 
 
 def workspace_closure(name: str) -> list[str]:
@@ -159,43 +295,73 @@ def workspace_closure(name: str) -> list[str]:
     return sorted(str(p.relative_to(ROOT)) for p in seen.values())
 
 
+def test_one_dockerfile_for_every_component() -> None:
+    """No component keeps (or regains) a Dockerfile of its own."""
+    found = []
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [s for s in subfolders if s not in NOT_OURS]
+        found += [
+            str((Path(folder) / f).relative_to(ROOT))
+            for f in files
+            if f == "Dockerfile" or f.startswith("Dockerfile.") or f.endswith(".Dockerfile")
+        ]
+    assert found == [str(DOCKERFILE.relative_to(ROOT))]
+
+
+def test_dockerfile_stages() -> None:
+    """A shared build and runtime stage, then per component only what a build argument cannot
+    give (an exec-form ENTRYPOINT is never expanded): its bind-address variable, ports and
+    module; the last stage picks one by COMPONENT and adds CMD."""
+    head, stages = dockerfile_stages()
+    assert [arg(a) for _, a in head] == [("PYTHON_IMAGE", BASE_IMAGE), ("COMPONENT", None)]
+    assert [(base, name) for base, name, _ in stages] == [
+        ("${PYTHON_IMAGE}", "build"),
+        ("${PYTHON_IMAGE}", "runtime"),
+        *(("runtime", f"component-{n}") for n in COMPONENTS),
+        ("component-${COMPONENT:?}", ""),
+    ]
+    for _, name, instructions in stages:
+        component = name.removeprefix("component-")
+        if component in COMPONENTS:
+            ports = SERVICES.get(component, (GATEWAY_PORT,))
+            assert instructions == [
+                ("ENV", f"VAFA_{component.upper()}_HOST={ALL_INTERFACES}"),
+                ("EXPOSE", " ".join(map(str, ports))),
+                ("ENTRYPOINT", f'["python", "-m", "vafa.{component}"]'),
+            ], f"stage {name} holds more than what differs"
+    assert stages[-1][2] == [("CMD", '["api"]')]
+
+
 @pytest.mark.parametrize("name", COMPONENTS)
-def test_dockerfile(name: str) -> None:
-    directory = component_dir(name)
-    path = directory / "Dockerfile"
-    assert path.exists(), f"missing {path.relative_to(ROOT)}"
-    instructions = dockerfile_instructions(path)
-    args = {
-        a.split("=", 1)[0]: a.split("=", 1)[1] for i, a in instructions if i == "ARG" and "=" in a
-    }
-    assert args.get("PYTHON_IMAGE") == BASE_IMAGE
-    froms = [a for i, a in instructions if i == "FROM"]
-    assert froms == ["${PYTHON_IMAGE} AS build", "${PYTHON_IMAGE} AS runtime"], froms
-    runs = [a for i, a in instructions if i == "RUN"]
-    assert any(re.fullmatch(r'pip install --no-cache-dir "uv==\$\{UV_VERSION\}"', r) for r in runs)
+def test_dockerfile_builds_the_component(name: str) -> None:
+    """With the arguments docker-compose.yml passes, the Dockerfile builds this component: only
+    its workspace members from the lockfile, non-root, its ports, env and entrypoint."""
+    build_args = compose_build_args()[name]
+    image = build_of(build_args)
+    assert image["bases"] == [BASE_IMAGE, BASE_IMAGE], "build and runtime on the same base"
+    runs = [r.replace('"', "") for r in image["runs"]]
+    assert any(re.fullmatch(r"pip install --no-cache-dir uv==\d+\.\d+\.\d+", r) for r in runs)
     assert not any("curl" in r or "wget" in r for r in runs), "uv comes from PyPI, not a script"
     sync = f"uv sync --frozen --no-dev --package vafa-{name}"
-    assert sum(sync in r for r in runs) == 2, "dependencies layer, then the workspace code"
+    assert sum(r.startswith(sync) for r in runs) == 2, "dependencies layer, then the workspace code"
+    project = tomllib.loads((component_dir(name) / "pyproject.toml").read_text())["project"]
+    assert project["name"] == f"vafa-{name}"
 
-    # The runtime stage: non-root, the port(s), the same entrypoint shape for every component.
-    runtime = instructions[[i for i, (ins, _) in enumerate(instructions) if ins == "FROM"][1] :]
-    users = [a for i, a in runtime if i == "USER"]
-    assert users and users[-1].split(":")[0] not in ("", "0", "root")
-    assert users[-1].split(":")[0].isdigit(), "a numeric uid lets Kubernetes check runAsNonRoot"
-    expose = [a for i, a in runtime if i == "EXPOSE"]
+    # The image: non-root, the port(s), the same entrypoint shape for every component.
+    user = image["user"].split(":")[0]
+    assert user not in ("", "0", "root")
+    assert user.isdigit(), "a numeric uid lets Kubernetes check runAsNonRoot"
     ports = [str(p) for p in SERVICES[name]] if name in SERVICES else [str(GATEWAY_PORT)]
-    assert expose == [" ".join(ports)]
-    assert runtime[-2:] == [("ENTRYPOINT", f'["python", "-m", "vafa.{name}"]'), ("CMD", '["api"]')]
-    env = " ".join(a for i, a in runtime if i == "ENV")
-    assert f"VAFA_{name.upper()}_HOST={ALL_INTERFACES}" in env, (
+    assert image["expose"] == ports
+    assert (image["entrypoint"], image["cmd"]) == (["python", "-m", f"vafa.{name}"], ["api"])
+    assert image["env"][f"VAFA_{name.upper()}_HOST"] == ALL_INTERFACES, (
         "containers must listen beyond loopback"
     )
+    assert image["env"]["PATH"].startswith("/app/.venv/bin:")
 
     # It copies exactly the workspace members it needs: their manifests, then their code.
     closure = workspace_closure(name)
-    sources = [
-        src for i, a in instructions if i == "COPY" and "--from" not in a for src in a.split()[:-1]
-    ]
+    sources = [s.rstrip("/") for s in image["copies"]]
     manifests = sorted(
         s.removesuffix("/pyproject.toml") for s in sources if s.endswith("/pyproject.toml")
     )
@@ -205,29 +371,27 @@ def test_dockerfile(name: str) -> None:
     assert code == closure
 
 
-def normalised(name: str) -> list[tuple[str, str]]:
-    directory = str(component_dir(name).relative_to(ROOT))
-    out = []
-    for instr, args in dockerfile_instructions(component_dir(name) / "Dockerfile"):
-        if instr == "EXPOSE":
-            args = "<ports>"
-        args = args.replace(f"vafa-{name}", "vafa-<name>").replace(f"vafa.{name}", "vafa.<name>")
-        args = args.replace(f"VAFA_{name.upper()}_", "VAFA_<NAME>_").replace(directory, "<dir>")
-        out.append((instr, args))
-    return out
-
-
-def test_dockerfiles_have_one_shape() -> None:
-    """All seven Dockerfiles are the same file but for the component's name, folder and ports."""
-    reference = normalised("profile")
-    for name in COMPONENTS:
-        assert normalised(name) == reference, f"{component_dir(name)}/Dockerfile differs in shape"
+@pytest.mark.parametrize(
+    "build_args",
+    [{}, {"COMPONENT": ""}, {"COMPONENT": "billing"}],
+    ids=["unset", "empty", "unknown"],
+)
+def test_dockerfile_refuses_a_build_without_a_known_component(build_args: dict[str, str]) -> None:
+    with pytest.raises(NotBuildable):
+        build_of(build_args)
 
 
 def test_hadolint() -> None:
-    files = [str(component_dir(n) / "Dockerfile") for n in COMPONENTS]
-    proc = run(tool("hadolint"), "--failure-threshold", "info", *files, check=False)
+    proc = run(tool("hadolint"), "--failure-threshold", "info", str(DOCKERFILE), check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # One exception, where hadolint cannot know better: it takes the stage name built from
+    # COMPONENT for an untagged image (DL3006).
+    lines = [line.strip() for line in DOCKERFILE.read_text().splitlines()]
+    pragmas = [
+        i for i, line in enumerate(lines) if re.match(r"#\s*hadolint\s+(global\s+)?ignore", line)
+    ]
+    assert [lines[i] for i in pragmas] == ["# hadolint ignore=DL3006"]
+    assert lines[pragmas[0] + 1] == "FROM component-${COMPONENT:?}"
 
 
 def test_dockerignore_keeps_local_state_out() -> None:
@@ -263,6 +427,18 @@ def compose() -> dict[str, Any]:
 
 def compose_services() -> dict[str, Any]:
     return compose()["services"]
+
+
+def compose_build_args() -> dict[str, dict[str, str]]:
+    """Each component's build arguments, from the service that builds its image."""
+    out: dict[str, dict[str, str]] = {}
+    for svc in compose_services().values():
+        if "build" in svc:
+            name = svc["image"].split(":")[0].removeprefix("vafa/")
+            assert name not in out, f"vafa/{name} is built twice"
+            out[name] = svc["build"].get("args", {})
+    assert sorted(out) == sorted(COMPONENTS)
+    return out
 
 
 def env_example() -> dict[str, str]:
@@ -306,6 +482,32 @@ def test_compose_config_with_an_env_file(tmp_path: Path) -> None:
     rendered = json.loads(proc.stdout)["services"]
     assert set(rendered) == set(compose_services())
     assert rendered["gateway"]["environment"]["VAFA_INTERNAL_TOKEN"] == "x" * 32
+
+
+def test_compose_builds_every_component_from_the_dockerfile(tmp_path: Path) -> None:
+    """Every image is built from deploy/docker/Dockerfile with the repository root as context
+    and its component's arguments: as written, and as docker-compose itself reads the file."""
+    proc = run(
+        *docker_compose(),
+        "--env-file",
+        str(filled_env_file(tmp_path)),
+        "config",
+        "--format",
+        "json",
+    )
+    rendered = json.loads(proc.stdout)["services"]
+    for services in (compose_services(), rendered):
+        builds = {
+            s["image"].split(":")[0].removeprefix("vafa/"): s["build"]
+            for s in services.values()
+            if "build" in s
+        }
+        assert sorted(builds) == sorted(COMPONENTS)
+        for name, build in builds.items():
+            context = (ROOT / build["context"]).resolve()
+            assert context == ROOT, (name, build)
+            assert (context / build["dockerfile"]).resolve() == DOCKERFILE, (name, build)
+            assert build.get("args") == expected_build_args(name), (name, build)
 
 
 def test_compose_refuses_to_start_without_secrets() -> None:
@@ -420,8 +622,11 @@ def test_compose_service(name: str) -> None:
     migrate, api, worker = (services[f"{name}-{p}"] for p in ("migrate", "api", "worker"))
     image = {s["image"] for s in (migrate, api, worker)}
     assert len(image) == 1 and image.pop().startswith(f"vafa/{name}:")
-    assert migrate["build"]["dockerfile"] == f"services/{name}/Dockerfile"
-    assert migrate["build"]["context"] == "."
+    assert migrate["build"] == {
+        "context": ".",
+        "dockerfile": "deploy/docker/Dockerfile",
+        "args": {"COMPONENT": name},
+    }
     assert migrate["pull_policy"] == "build"
     assert api["pull_policy"] == worker["pull_policy"] == "never", "built here, never pulled"
     assert (migrate["command"], api["command"], worker["command"]) == (
@@ -448,7 +653,11 @@ def test_compose_gateway() -> None:
     services = compose_services()
     gateway = services["gateway"]
     topics = services["topics"]
-    assert topics["build"]["dockerfile"] == "gateway/Dockerfile"
+    assert topics["build"] == {
+        "context": ".",
+        "dockerfile": "deploy/docker/Dockerfile",
+        "args": {"COMPONENT": "gateway", "COMPONENT_DIR": "gateway"},
+    }
     assert topics["pull_policy"] == "build" and gateway["pull_policy"] == "never"
     assert topics["image"] == gateway["image"]
     assert gateway["depends_on"]["topics"]["condition"] == "service_completed_successfully"
