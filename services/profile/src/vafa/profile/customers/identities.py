@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -53,6 +54,9 @@ def region_or(country_code: str | None, default: str) -> str:
     return code if code in phonenumbers.SUPPORTED_REGIONS else default.upper()
 
 
+# Parsing is the costliest step of reading an order (every event of an order, and every order
+# of a returning buyer, carries the same number): the valid results are remembered.
+@functools.lru_cache(maxsize=16384)
 def normalise_phone(raw: str, *, region: str) -> str:
     """E.164 ("+989121234567") or InvalidPhone. `region` reads local forms ("0912...")."""
     text = ascii_digits(raw).strip()

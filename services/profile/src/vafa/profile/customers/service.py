@@ -176,29 +176,33 @@ _LOCK_CUSTOMERS = text(
     "SELECT id, first_name, last_name, lifecycle_stage, country_code, city, created_at, "
     "updated_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
-_INSERT_CUSTOMERS = text(
-    "INSERT INTO customers "
-    "(id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at) "
-    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]), "
-    "CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]), "
-    "CAST(:cities AS text[]), CAST(:created AS timestamptz[]), CAST(:updated AS timestamptz[]))"
-)
-_UPDATE_CUSTOMERS = text(
-    "UPDATE customers c SET first_name = u.first_name, last_name = u.last_name, "
-    "lifecycle_stage = u.lifecycle_stage, country_code = u.country_code, city = u.city, "
-    "updated_at = u.updated_at "
-    "FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]), "
-    "CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]), "
-    "CAST(:cities AS text[]), CAST(:updated AS timestamptz[])) "
-    "AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at) "
-    "WHERE c.id = u.id"
-)
-# A claim waits for an uncommitted claimer of the same identity, then skips it if that one
-# committed: what is missing from RETURNING was taken concurrently.
-_CLAIM = text(
+# A Book's whole write-back is one statement: new customers, changed customers and the claims
+# (any part may be empty). The identities' foreign key is checked at the end of the statement,
+# so they may name customers inserted beside them. A claim waits for an uncommitted claimer of
+# the same identity, then skips it if that one committed: what is missing from RETURNING was
+# taken concurrently. Claims go in (kind, value) order so overlapping claimers cannot deadlock.
+_FLUSH = text(
+    "WITH new_customers AS ("
+    " INSERT INTO customers"
+    " (id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at)"
+    " SELECT * FROM unnest(CAST(:new_ids AS uuid[]), CAST(:new_first_names AS text[]),"
+    " CAST(:new_last_names AS text[]), CAST(:new_stages AS text[]),"
+    " CAST(:new_countries AS text[]), CAST(:new_cities AS text[]),"
+    " CAST(:new_created AS timestamptz[]), CAST(:new_updated AS timestamptz[]))"
+    "), changed_customers AS ("
+    " UPDATE customers c SET first_name = u.first_name, last_name = u.last_name,"
+    " lifecycle_stage = u.lifecycle_stage, country_code = u.country_code, city = u.city,"
+    " updated_at = u.updated_at"
+    " FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]),"
+    " CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]),"
+    " CAST(:cities AS text[]), CAST(:updated AS timestamptz[]))"
+    " AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at)"
+    " WHERE c.id = u.id"
+    ") "
     "INSERT INTO customer_identities (customer_id, kind, value) "
-    "SELECT c, k, v FROM unnest(CAST(:customer_ids AS uuid[]), CAST(:kinds AS text[]), "
-    "CAST(:values AS text[])) WITH ORDINALITY AS t(c, k, v, n) ORDER BY n "
+    "SELECT c, k, v FROM unnest(CAST(:claim_customer_ids AS uuid[]),"
+    " CAST(:claim_kinds AS text[]), CAST(:claim_values AS text[]))"
+    " WITH ORDINALITY AS t(c, k, v, n) ORDER BY n "
     "ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value"
 )
 _IDENTITIES_OF_MANY = text(
@@ -370,56 +374,43 @@ class Book:
         return resolution
 
     async def flush(self, session: AsyncSession, *, context: str = "") -> None:
-        """Writes what was decided since the last flush: new customers, changed customers and
-        the claims, one statement each. Raises IdentityRace when a claim was taken by a
-        concurrent transaction (roll back and retry)."""
-        if self._unwritten:
-            new = self._unwritten
-            await session.execute(
-                _INSERT_CUSTOMERS,
-                {
-                    "ids": [c.id for c in new],
-                    "first_names": [c.first_name for c in new],
-                    "last_names": [c.last_name for c in new],
-                    "stages": [c.lifecycle_stage for c in new],
-                    "countries": [c.country_code for c in new],
-                    "cities": [c.city for c in new],
-                    "created": [c.created_at for c in new],
-                    "updated": [c.updated_at for c in new],
-                },
-            )
-            self._unwritten = []
+        """Writes what was decided since the last flush (new customers, changed customers,
+        claims) in one statement. Raises IdentityRace when a claim was taken by a concurrent
+        transaction (roll back and retry)."""
+        new = self._unwritten
         dirty = [c for c in self._dirty.values() if not c.new]
-        if dirty:
-            await session.execute(
-                _UPDATE_CUSTOMERS,
-                {
-                    "ids": [c.id for c in dirty],
-                    "first_names": [c.first_name for c in dirty],
-                    "last_names": [c.last_name for c in dirty],
-                    "stages": [c.lifecycle_stage for c in dirty],
-                    "countries": [c.country_code for c in dirty],
-                    "cities": [c.city for c in dirty],
-                    "updated": [c.updated_at for c in dirty],
-                },
-            )
-        self._dirty = {}
-        if self._claims:
-            claims = sorted(self._claims)
-            self._claims = []
-            result = await session.execute(
-                _CLAIM,
-                {
-                    "customer_ids": [cid for _, cid in claims],
-                    "kinds": [i.kind.value for i, _ in claims],
-                    "values": [i.value for i, _ in claims],
-                },
-            )
-            got = {Identity(IdentityKind(k), v) for k, v in result.all()}
-            for identity, _ in claims:
-                if identity not in got:
-                    log.info("identity_race", kind=identity.kind.value, context=context)
-                    raise IdentityRace(identity, context)
+        claims = sorted(self._claims)
+        if not (new or dirty or claims):
+            return
+        self._unwritten, self._dirty, self._claims = [], {}, []
+        result = await session.execute(
+            _FLUSH,
+            {
+                "new_ids": [c.id for c in new],
+                "new_first_names": [c.first_name for c in new],
+                "new_last_names": [c.last_name for c in new],
+                "new_stages": [c.lifecycle_stage for c in new],
+                "new_countries": [c.country_code for c in new],
+                "new_cities": [c.city for c in new],
+                "new_created": [c.created_at for c in new],
+                "new_updated": [c.updated_at for c in new],
+                "ids": [c.id for c in dirty],
+                "first_names": [c.first_name for c in dirty],
+                "last_names": [c.last_name for c in dirty],
+                "stages": [c.lifecycle_stage for c in dirty],
+                "countries": [c.country_code for c in dirty],
+                "cities": [c.city for c in dirty],
+                "updated": [c.updated_at for c in dirty],
+                "claim_customer_ids": [cid for _, cid in claims],
+                "claim_kinds": [i.kind.value for i, _ in claims],
+                "claim_values": [i.value for i, _ in claims],
+            },
+        )
+        got = {Identity(IdentityKind(k), v) for k, v in result.all()}
+        for identity, _ in claims:
+            if identity not in got:
+                log.info("identity_race", kind=identity.kind.value, context=context)
+                raise IdentityRace(identity, context)
 
     def capture(self, customer: CustomerState) -> CustomerState:
         """The customer as it stands now, for a snapshot rendered later (`snapshots`)."""

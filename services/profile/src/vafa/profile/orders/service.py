@@ -191,32 +191,42 @@ class OrderState:
     dirty: bool = False
 
 
-_APPLIED = text(
-    "SELECT source_id FROM timeline_entries WHERE source_id = ANY(CAST(:ids AS text[]))"
+# The orders of a batch, locked, and which of its events are already applied (their timeline
+# entry exists): one statement, rows told apart by `applied`.
+_READ = text(
+    "WITH locked AS ("
+    " SELECT order_ref, customer_id, status, total_minor, currency, order_number, placed_at,"
+    " refunded_minor FROM orders WHERE order_ref = ANY(CAST(:refs AS text[]))"
+    " ORDER BY order_ref FOR UPDATE"
+    ") "
+    "SELECT CAST(NULL AS text) AS applied, * FROM locked "
+    "UNION ALL "
+    "SELECT source_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM timeline_entries "
+    "WHERE source_id = ANY(CAST(:ids AS text[]))"
 )
-_LOCK_ORDERS = text(
-    "SELECT order_ref, customer_id, status, total_minor, currency, order_number, placed_at, "
-    "refunded_minor FROM orders WHERE order_ref = ANY(CAST(:refs AS text[])) "
-    "ORDER BY order_ref FOR UPDATE"
+# New orders, changed orders and the timeline entries in one statement (any part may be empty).
+# No ON CONFLICT for new orders: one inserted concurrently since we looked fails the batch, and
+# the retry finds it (and keeps it with its first customer).
+_WRITE_ORDERS = (
+    "WITH new_orders AS ("
+    " INSERT INTO orders (order_ref, customer_id, status, total_minor, currency, order_number,"
+    " placed_at, refunded_minor)"
+    " SELECT * FROM unnest(CAST(:new_refs AS text[]), CAST(:new_customer_ids AS uuid[]),"
+    " CAST(:new_statuses AS text[]), CAST(:new_totals AS bigint[]),"
+    " CAST(:new_currencies AS text[]), CAST(:new_numbers AS text[]),"
+    " CAST(:new_placed AS timestamptz[]), CAST(:new_refunded AS bigint[]))"
+    "), changed_orders AS ("
+    " UPDATE orders o SET status = u.status, total_minor = u.total_minor,"
+    " currency = u.currency, order_number = u.order_number, refunded_minor = u.refunded_minor,"
+    " updated_at = now()"
+    " FROM unnest(CAST(:refs AS text[]), CAST(:statuses AS text[]), CAST(:totals AS bigint[]),"
+    " CAST(:currencies AS text[]), CAST(:numbers AS text[]), CAST(:refunded AS bigint[]))"
+    " AS u(order_ref, status, total_minor, currency, order_number, refunded_minor)"
+    " WHERE o.order_ref = u.order_ref"
+    ") "
 )
-# No ON CONFLICT: an order inserted concurrently since we looked fails the batch, and the retry
-# finds it (and keeps it with its first customer).
-_INSERT_ORDERS = text(
-    "INSERT INTO orders (order_ref, customer_id, status, total_minor, currency, order_number, "
-    "placed_at, refunded_minor) "
-    "SELECT * FROM unnest(CAST(:refs AS text[]), CAST(:customer_ids AS uuid[]), "
-    "CAST(:statuses AS text[]), CAST(:totals AS bigint[]), CAST(:currencies AS text[]), "
-    "CAST(:numbers AS text[]), CAST(:placed AS timestamptz[]), CAST(:refunded AS bigint[]))"
-)
-_UPDATE_ORDERS = text(
-    "UPDATE orders o SET status = u.status, total_minor = u.total_minor, "
-    "currency = u.currency, order_number = u.order_number, refunded_minor = u.refunded_minor, "
-    "updated_at = now() "
-    "FROM unnest(CAST(:refs AS text[]), CAST(:statuses AS text[]), CAST(:totals AS bigint[]), "
-    "CAST(:currencies AS text[]), CAST(:numbers AS text[]), CAST(:refunded AS bigint[])) "
-    "AS u(order_ref, status, total_minor, currency, order_number, refunded_minor) "
-    "WHERE o.order_ref = u.order_ref"
-)
+# Constants only: every value is a bind parameter.
+_WRITE = text(_WRITE_ORDERS + timeline.ADD_ENTRIES_SQL)
 
 
 def _apply_to_order(
@@ -284,10 +294,24 @@ def _purchase_event(event: OrderEvent, customer_id: uuid.UUID) -> OutboxEvent:
     )
 
 
-async def _lock_orders(session: AsyncSession, refs: Sequence[str]) -> dict[str, OrderState]:
-    rows = await session.execute(_LOCK_ORDERS, {"refs": sorted(set(refs))})
-    return {
-        r.order_ref: OrderState(
+async def _read(
+    session: AsyncSession, events: Sequence[OrderEvent]
+) -> tuple[dict[str, OrderState], set[str]]:
+    """The batch's existing orders (locked) and the ids of its events already applied."""
+    rows = await session.execute(
+        _READ,
+        {
+            "refs": sorted({e.order.order_ref for e in events}),
+            "ids": [e.event_id for e in events],
+        },
+    )
+    orders: dict[str, OrderState] = {}
+    applied: set[str] = set()
+    for r in rows.all():
+        if r.applied is not None:
+            applied.add(r.applied)
+            continue
+        orders[r.order_ref] = OrderState(
             order_ref=r.order_ref,
             customer_id=r.customer_id,
             status=r.status,
@@ -297,41 +321,38 @@ async def _lock_orders(session: AsyncSession, refs: Sequence[str]) -> dict[str, 
             placed_at=r.placed_at,
             refunded_minor=r.refunded_minor,
         )
-        for r in rows.all()
-    }
+    return orders, applied
 
 
-async def _write_orders(session: AsyncSession, orders: Sequence[OrderState]) -> None:
+async def _write(
+    session: AsyncSession, orders: Sequence[OrderState], entries: Sequence[timeline.NewEntry]
+) -> set[str]:
+    """Writes the new and changed orders and adds the entries; the source ids added."""
     new = [o for o in orders if o.new]
-    if new:
-        await session.execute(
-            _INSERT_ORDERS,
-            {
-                "refs": [o.order_ref for o in new],
-                "customer_ids": [o.customer_id for o in new],
-                "statuses": [o.status for o in new],
-                "totals": [o.total_minor for o in new],
-                "currencies": [o.currency for o in new],
-                "numbers": [o.order_number for o in new],
-                "placed": [o.placed_at for o in new],
-                "refunded": [o.refunded_minor for o in new],
-            },
-        )
     changed = [o for o in orders if o.dirty and not o.new]
-    if changed:
-        await session.execute(
-            _UPDATE_ORDERS,
-            {
-                "refs": [o.order_ref for o in changed],
-                "statuses": [o.status for o in changed],
-                "totals": [o.total_minor for o in changed],
-                "currencies": [o.currency for o in changed],
-                "numbers": [o.order_number for o in changed],
-                "refunded": [o.refunded_minor for o in changed],
-            },
-        )
+    result = await session.execute(
+        _WRITE,
+        {
+            "new_refs": [o.order_ref for o in new],
+            "new_customer_ids": [o.customer_id for o in new],
+            "new_statuses": [o.status for o in new],
+            "new_totals": [o.total_minor for o in new],
+            "new_currencies": [o.currency for o in new],
+            "new_numbers": [o.order_number for o in new],
+            "new_placed": [o.placed_at for o in new],
+            "new_refunded": [o.refunded_minor for o in new],
+            "refs": [o.order_ref for o in changed],
+            "statuses": [o.status for o in changed],
+            "totals": [o.total_minor for o in changed],
+            "currencies": [o.currency for o in changed],
+            "numbers": [o.order_number for o in changed],
+            "refunded": [o.refunded_minor for o in changed],
+            **timeline.entry_params(entries),
+        },
+    )
     for o in orders:
         o.new = o.dirty = False
+    return set(result.scalars())
 
 
 async def apply_order_events(
@@ -344,25 +365,20 @@ async def apply_order_events(
     created). Returns, per event, the order after the batch, or None for an event already
     applied (or repeated in the batch).
 
-    Reads in at most five statements (applied events; orders, locked; owners of the buyers'
-    identities; customers that can be matched, locked in id order; identities of known
-    customers whose snapshot is published) and writes in a few (customers, identities, orders,
-    timeline, outbox). May raise customers.IdentityRace or ConcurrentDuplicate: both mean roll
+    Reads in at most four statements (the orders, locked, and the events already applied;
+    owners of the buyers' identities; the customers that can be matched, locked in id order;
+    identities of known customers whose snapshot is published) and writes in three (customers
+    and identities; orders and timeline; outbox), plus the outbox's notify. May raise customers.IdentityRace or ConcurrentDuplicate: both mean roll
     back and retry (one event at a time, as the kit consumer does)."""
-    seen: set[str] = set()
-    unique_events = []
+    firsts: dict[str, OrderEvent] = {}
     for event in events:
-        if event.event_id not in seen:
-            seen.add(event.event_id)
-            unique_events.append(event)
-    applied = set(
-        (await session.execute(_APPLIED, {"ids": [e.event_id for e in unique_events]})).scalars()
-    )
+        firsts.setdefault(event.event_id, event)
+    unique_events = list(firsts.values())
+    orders, applied = await _read(session, unique_events)
     todo = [e for e in unique_events if e.event_id not in applied]
     if not todo:
         return [None] * len(events)
 
-    orders = await _lock_orders(session, [e.order.order_ref for e in todo])
     parsed = [order_identities(e.order, default_region=default_region) for e in todo]
     book = await customers.Book.load(
         session,
@@ -420,8 +436,7 @@ async def apply_order_events(
 
     context = todo[0].order.order_ref if len(todo) == 1 else f"{len(todo)} order events"
     await book.flush(session, context=context)
-    await _write_orders(session, list(orders.values()))
-    added = await timeline.add_entries(session, entries)
+    added = await _write(session, list(orders.values()), entries)
     if len(added) != len(entries):
         missing = next(e.source_id for e in entries if e.source_id not in added)
         raise ConcurrentDuplicate(missing)

@@ -40,19 +40,35 @@ class NewEntry:
 
 
 # One statement, whatever the number of entries: the columns travel as arrays, so the SQL text
-# (and the server's prepared statement) never changes.
-_ADD_ENTRIES = text(
+# (and the server's prepared statement) never changes. Other modules may run it as the last part
+# of a statement of theirs (with `entry_params`).
+ADD_ENTRIES_SQL = (
     "INSERT INTO timeline_entries "
     "(customer_id, kind, occurred_at, source, source_id, summary, data) "
     "SELECT c, k, o, s, i, m, CAST(d AS jsonb) FROM unnest("
-    "CAST(:customer_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:occurred AS timestamptz[]), "
-    "CAST(:sources AS text[]), CAST(:source_ids AS text[]), CAST(:summaries AS text[]), "
-    "CAST(:data AS text[])) WITH ORDINALITY AS t(c, k, o, s, i, m, d, n) "
+    "CAST(:entry_customer_ids AS uuid[]), CAST(:entry_kinds AS text[]), "
+    "CAST(:entry_occurred AS timestamptz[]), CAST(:entry_sources AS text[]), "
+    "CAST(:entry_source_ids AS text[]), CAST(:entry_summaries AS text[]), "
+    "CAST(:entry_data AS text[])) WITH ORDINALITY AS t(c, k, o, s, i, m, d, n) "
     "ORDER BY n "
     "ON CONFLICT (source_id) DO NOTHING RETURNING source_id"
 )
+_ADD_ENTRIES = text(ADD_ENTRIES_SQL)
 
 _KNOWN_CUSTOMERS = text("SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))")
+
+
+def entry_params(entries: Sequence[NewEntry]) -> dict[str, list[Any]]:
+    """The bind parameters of ADD_ENTRIES_SQL."""
+    return {
+        "entry_customer_ids": [e.customer_id for e in entries],
+        "entry_kinds": [e.kind for e in entries],
+        "entry_occurred": [e.occurred_at for e in entries],
+        "entry_sources": [e.source for e in entries],
+        "entry_source_ids": [e.source_id for e in entries],
+        "entry_summaries": [e.summary for e in entries],
+        "entry_data": [json.dumps(e.data) for e in entries],
+    }
 
 
 async def add_entries(session: AsyncSession, entries: Sequence[NewEntry]) -> set[str]:
@@ -60,18 +76,7 @@ async def add_entries(session: AsyncSession, entries: Sequence[NewEntry]) -> set
     source ids of the entries added (an entry whose source id exists is left out)."""
     if not entries:
         return set()
-    result = await session.execute(
-        _ADD_ENTRIES,
-        {
-            "customer_ids": [e.customer_id for e in entries],
-            "kinds": [e.kind for e in entries],
-            "occurred": [e.occurred_at for e in entries],
-            "sources": [e.source for e in entries],
-            "source_ids": [e.source_id for e in entries],
-            "summaries": [e.summary for e in entries],
-            "data": [json.dumps(e.data) for e in entries],
-        },
-    )
+    result = await session.execute(_ADD_ENTRIES, entry_params(entries))
     return set(result.scalars())
 
 
