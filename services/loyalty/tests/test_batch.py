@@ -137,10 +137,15 @@ def envelope(n: int, msg: profile_pb2.PurchaseAttributed) -> Envelope:
 
 
 def events_of(
-    customers: list[uuid.UUID], steps: list[Any], orders: list[tuple[int, str]], start: int
+    customers: list[uuid.UUID],
+    steps: list[Any],
+    orders: list[tuple[int, str]],
+    start: int,
+    sent: list[profile_pb2.PurchaseAttributed],
 ) -> list[Envelope | StaffTakes]:
+    """The steps as envelopes (staff adjustments as they are); `sent` is what was sent before,
+    the pool of copies, and grows."""
     out: list[Envelope | StaffTakes] = []
-    sent: list[profile_pb2.PurchaseAttributed] = []
     for step in steps:
         if isinstance(step, StaffTakes):
             out.append(step)
@@ -260,8 +265,13 @@ async def test_one_batch_equals_one_event_at_a_time(
     db: Database, history_steps: list[Any], steps: list[Any], orders: list[tuple[int, str]]
 ) -> None:
     customers = [uuid.uuid4() for _ in range(CUSTOMERS)]
-    history = events_of(customers, history_steps, orders, start=0)
-    batch = [e for e in events_of(customers, steps, orders, start=1000) if isinstance(e, Envelope)]
+    sent: list[profile_pb2.PurchaseAttributed] = []
+    history = events_of(customers, history_steps, orders, start=0, sent=sent)
+    batch = [
+        e
+        for e in events_of(customers, steps, orders, start=1000, sent=sent)
+        if isinstance(e, Envelope)
+    ]
     batched = await run(db, customers, history, batch, as_one_batch=True)
     singly = await run(db, customers, history, batch, as_one_batch=False)
     assert batched == singly
