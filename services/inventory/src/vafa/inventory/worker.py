@@ -1,7 +1,7 @@
 import asyncio
 
 from vafa.inventory.config import Settings
-from vafa.inventory.stock.handlers import order_handlers
+from vafa.inventory.stock.handlers import ORDER_EVENT_TYPES, order_batch_handler
 from vafa.kit.consumer import Consumer
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import WorkerContext, run_worker
@@ -14,7 +14,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         return Consumer(
             name="inventory.orders",
             topics=["shop.orders.v1"],
-            handlers=order_handlers(settings),
+            batch_handler=order_batch_handler(settings),
+            batch_types=ORDER_EVENT_TYPES,
             db=ctx.db,
             kafka=settings.kafka,
             producer=ctx.producer,

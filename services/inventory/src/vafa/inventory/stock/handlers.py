@@ -1,12 +1,35 @@
-"""Thin handlers: decode a shop order event, call the stock service."""
+"""Thin handlers: decode shop order events, call the stock code.
 
+The worker applies a polled batch set-based (`order_batch_handler`); `order_handlers` applies
+one event at a time through the single-movement service, with the same rules.
+"""
+
+from collections.abc import Sequence
+
+from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import shop_orders_pb2
 from vafa.inventory.config import Settings
-from vafa.inventory.stock import service
+from vafa.inventory.stock import batch, service
 from vafa.kit.cloudevents import Envelope
-from vafa.kit.consumer import Handler
+from vafa.kit.consumer import BatchHandler, Handler
+
+ORDER_EVENT_TYPES: Sequence[type[Message]] = (
+    shop_orders_pb2.OrderPlaced,
+    shop_orders_pb2.OrderPaid,
+    shop_orders_pb2.OrderCancelled,
+    shop_orders_pb2.OrderRefunded,
+)
+
+
+def order_batch_handler(settings: Settings) -> BatchHandler:
+    threshold = settings.default_low_stock_threshold
+
+    async def on_orders(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await batch.apply_order_events(session, envelopes, default_threshold=threshold)
+
+    return on_orders
 
 
 def order_handlers(settings: Settings) -> dict[type, Handler]:

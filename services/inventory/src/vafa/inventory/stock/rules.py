@@ -138,7 +138,7 @@ class Book:
         if level is None or movement.key in self.applied_keys:
             return None
         self.applied_keys.add(movement.key)
-        if movement.reason == SALE and movement.order_ref:
+        if movement.reason == SALE and movement.order_ref is not None:
             self.sales.setdefault(movement.order_ref, []).append(movement)
         event = apply_to(level, movement, default_threshold=self.default_threshold)
         return Applied(movement, event)
