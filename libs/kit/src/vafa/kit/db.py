@@ -35,13 +35,19 @@ def new_metadata() -> MetaData:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int = 10, pre_ping: bool = True, echo: bool = False
+    ) -> None:
+        """`pre_ping` checks each connection on checkout (a round trip) so an API request never
+        meets a connection the database closed; workers turn it off, since a failed batch is
+        retried anyway and the round trip would cost every batch."""
         self.url = url
         self.engine: AsyncEngine = create_async_engine(
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            pool_pre_ping=pre_ping,
+            pool_recycle=1800,
             echo=echo,
         )
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)

@@ -73,7 +73,7 @@ async def run_worker(
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
 
-    db = Database(settings.database_url, pool_size=max(4, len(consumers) + 2))
+    db = Database(settings.database_url, pool_size=max(4, len(consumers) + 2), pre_ping=False)
     producer = make_producer(settings.kafka, client_id=f"{settings.service_name}-worker")
     await producer.start()
     ctx = WorkerContext(settings=settings, db=db, producer=producer)
