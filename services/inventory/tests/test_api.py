@@ -53,11 +53,3 @@ async def test_wrong_method_and_oversized_body(client: httpx.AsyncClient) -> Non
         headers={**SHOP, "content-type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["status"] == 413
-
-
-async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/healthz")).json()["status"] == "ok"
-    r = await client.get("/readyz")
-    assert r.status_code == 200, r.text
-    assert r.json()["checks"] == {"database": "ok", "kafka": "ok"}
-    assert b"vafa_http_requests_total" in (await client.get("/metrics")).content
