@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
 from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
 from prometheus_client import start_http_server
 
-from vafa.kit.consumer import Consumer
+from vafa.kit.consumer import BatchHandler, Consumer, Handler
 from vafa.kit.db import Database
 from vafa.kit.kafka import make_producer
 from vafa.kit.logs import configure_logging
@@ -39,7 +40,28 @@ class Periodic:
     run: Callable[[WorkerContext], Awaitable[None]]
 
 
-ConsumerFactory = Callable[[WorkerContext], Consumer]
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A consumer the worker runs: its group `name`, the logical `topics`, and either one
+    `batch_handler` for the event `types` or per-event `handlers` (see kit.consumer)."""
+
+    name: str
+    topics: Sequence[str]
+    batch_handler: BatchHandler | None = None
+    types: Sequence[type[Message] | str] = ()
+    handlers: Mapping[type[Message] | str, Handler] | None = None
+
+    def consumer(self, ctx: WorkerContext) -> Consumer:
+        return Consumer(
+            name=self.name,
+            topics=list(self.topics),
+            handlers=self.handlers,
+            batch_handler=self.batch_handler,
+            batch_types=self.types,
+            db=ctx.db,
+            kafka=ctx.settings.kafka,
+            producer=ctx.producer,
+        )
 
 
 async def _periodic(job: Periodic, ctx: WorkerContext, stop: asyncio.Event) -> None:
@@ -58,7 +80,7 @@ async def _periodic(job: Periodic, ctx: WorkerContext, stop: asyncio.Event) -> N
 async def run_worker(
     settings: ServiceSettings,
     *,
-    consumers: Sequence[ConsumerFactory] = (),
+    subscriptions: Sequence[Subscription] = (),
     periodic: Sequence[Periodic] = (),
     stop: asyncio.Event | None = None,
 ) -> None:
@@ -73,15 +95,21 @@ async def run_worker(
     if settings.worker_metrics_port:
         start_http_server(settings.worker_metrics_port, addr=settings.host)
 
-    db = Database(settings.database_url, pool_size=max(4, len(consumers) + 2), pre_ping=False)
+    db = Database(settings.database_url, pool_size=max(4, len(subscriptions) + 2), pre_ping=False)
     producer = make_producer(settings.kafka, client_id=f"{settings.service_name}-worker")
     await producer.start()
     ctx = WorkerContext(settings=settings, db=db, producer=producer)
     relay = OutboxRelay(db, producer, settings.kafka)
     tasks = [asyncio.create_task(relay.run(stop), name="outbox-relay")]
-    tasks += [asyncio.create_task(factory(ctx).run(stop), name="consumer") for factory in consumers]
+    tasks += [
+        asyncio.create_task(sub.consumer(ctx).run(stop), name=sub.name) for sub in subscriptions
+    ]
     tasks += [asyncio.create_task(_periodic(job, ctx, stop), name=job.name) for job in periodic]
-    log.info("worker_started", consumers=len(consumers), periodic=[j.name for j in periodic])
+    log.info(
+        "worker_started",
+        consumers=[sub.name for sub in subscriptions],
+        periodic=[j.name for j in periodic],
+    )
     try:
         # A crashed task is fatal: the supervisor restarts the process and nothing is lost.
         done, _ = await asyncio.wait(

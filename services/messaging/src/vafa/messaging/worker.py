@@ -6,4 +6,4 @@ from vafa.kit.worker import run_worker
 
 async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
     # No consumers yet: the worker relays the outbox so the service's events flow from day one.
-    await run_worker(settings, consumers=[], stop=stop)
+    await run_worker(settings, stop=stop)
