@@ -25,9 +25,9 @@ def configure_logging(level: str = "INFO", *, json: bool = True, service: str = 
         processors=[*processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        # Not cached: a few microseconds a call, and structlog.testing.capture_logs keeps working
-        # in any test order (a cached logger no longer sees a reconfiguration).
-        cache_logger_on_first_use=False,
+        # Cached for speed: a test that captures logs gives the module a fresh logger inside
+        # structlog.testing.capture_logs (a cached one does not see the reconfiguration).
+        cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)
     # Libraries that use stdlib logging (uvicorn, aiokafka, alembic) go to stderr as plain lines
