@@ -45,14 +45,16 @@ CRAFTS = [
 
 async def main() -> None:
     env = ensure_env()
+    run = str(int(time.time()))[-6:]
+    # A new afternoon each run: new buyers (a phone seen before would, rightly, be the same
+    # person, and their orders would join that file).
     shop = ShopSimulator(
         env,
         shopify_domain="ani-crafts.myshopify.com",
         woo_source="https://ketab.example.ir",
-        seed=1405,
+        seed=int(run),
     )
     console = Console()
-    run = str(int(time.time()))[-6:]
     headers = {"authorization": f"Bearer {env['VAFA_ADMIN_API_KEY']}"}
     async with httpx.AsyncClient(base_url=GATEWAY, headers=headers, timeout=15) as api:
         for sku, _, _ in BOOKS + CRAFTS:
