@@ -4,6 +4,9 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 PY := .venv/bin/python
+# uv as a module of the machine's python3: works however pip placed its script (pyenv shims
+# appear only after a rehash).
+UV := python3 -m uv
 export PATH := $(HOME)/.local/bin:$(PATH)
 
 .PHONY: help setup infra run stop status demo test lint unit e2e bench proto
@@ -33,14 +36,14 @@ demo: run  ## signed Persian and Armenian shop orders through the gateway, then 
 
 lint:  ## ruff, formatting, mypy, and the contract checks (stale bindings, buf lint, breaking)
 	@bash deploy/local/setup.sh --dev
-	uv run --frozen ruff check .
-	uv run --frozen ruff format --check .
-	uv run --frozen mypy libs/kit/src gateway/src services/*/src
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy libs/kit/src gateway/src services/*/src
 	bash proto/check.sh
 
 test: lint infra  ## lint, then every test against the real PostgreSQL and Kafka (restarts the stack on this code)
 	@$(PY) deploy/local/stack.py up --restart > /dev/null
-	uv run --frozen pytest libs gateway services deploy/tests tests
+	$(UV) run --frozen pytest libs gateway services deploy/tests tests
 
 bench: run  ## throughput and latency of the order flow, beside a raw Kafka+asyncpg baseline
 	@$(PY) bench/orders.py

@@ -10,7 +10,7 @@ if [[ "${1:-}" == "--check" ]]; then
   trap 'rm -rf "$out"' EXIT
 fi
 mkdir -p "$out/vafa/events/v1"
-uv run --frozen python -m grpc_tools.protoc -Iproto \
+python3 -m uv run --frozen python -m grpc_tools.protoc -Iproto \
   --python_out="$out" --mypy_out="$out" \
   proto/vafa/events/v1/*.proto 2>&1 | { grep -v '^Writing mypy to' || true; }
 if [[ "${1:-}" == "--check" ]]; then

@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-if ! command -v uv >/dev/null 2>&1; then
+# uv is used as `python3 -m uv` everywhere, so it needs no PATH entry (pyenv, --user installs).
+if ! python3 -m uv --version >/dev/null 2>&1; then
   echo "setup: installing uv from PyPI"
   python3 -m pip install --quiet --disable-pip-version-check uv
 fi
-uv sync --frozen --quiet
+python3 -m uv sync --frozen --quiet
 
 if [[ "${1:-}" == "--dev" ]]; then
   if ! command -v npm >/dev/null 2>&1; then
