@@ -8,7 +8,7 @@ from sqlalchemy import BigInteger, Column, MetaData, Table, Text
 from vafa.kit.db import Database, new_metadata
 from vafa.kit.inbox import inbox_table
 from vafa.kit.outbox import outbox_table
-from vafa.kit.testing.plugin import _recreate_database
+from vafa.kit.testing.plugin import recreate_database
 
 metadata: MetaData = new_metadata()
 outbox_table(metadata)
@@ -24,7 +24,7 @@ effects = Table(
 @pytest.fixture(scope="session")
 async def kit_db() -> AsyncIterator[Database]:
     """A database with just the kit's tables and an `effects` table handlers write to."""
-    url = await _recreate_database("test_kit_main")
+    url = await recreate_database("test_kit_main")
     database = Database(url, pool_size=5)
     async with database.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)

@@ -38,7 +38,7 @@ def _admin_dsn() -> str:
     return base.replace("postgresql+asyncpg://", "postgresql://", 1) + "/postgres"
 
 
-async def _recreate_database(name: str) -> str:
+async def recreate_database(name: str) -> str:
     dsn = _admin_dsn()
     try:
         conn = await asyncpg.connect(dsn, timeout=5)
@@ -86,7 +86,7 @@ async def _databases() -> AsyncIterator[dict[str, Database]]:
 async def db(service_spec: ServiceSpec, _databases: dict[str, Database]) -> Database:
     if service_spec.name not in _databases:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        url = await _recreate_database(f"test_{service_spec.name}_{worker}")
+        url = await recreate_database(f"test_{service_spec.name}_{worker}")
         await asyncio.to_thread(upgrade, service_spec.service_dir, url)
         _databases[service_spec.name] = Database(url, pool_size=5)
     return _databases[service_spec.name]
