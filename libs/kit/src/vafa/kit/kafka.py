@@ -82,6 +82,23 @@ async def ensure_topics(settings: KafkaSettings, names: tuple[str, ...] = TOPICS
         await admin.close()
 
 
+async def delete_topics(settings: KafkaSettings, *, prefix: str) -> list[str]:
+    """Deletes every topic whose name starts with `prefix` (a test run's own); returns them."""
+    if not prefix:
+        raise ValueError("refusing to delete topics without a prefix")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, client_id="vafa-admin"
+    )
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if doomed:
+            await admin.delete_topics(doomed)
+        return doomed
+    finally:
+        await admin.close()
+
+
 async def check_kafka(settings: KafkaSettings, timeout: float = 3.0) -> None:
     """Raises when the broker cannot be reached: used by /readyz and the test plugin."""
     admin = AIOKafkaAdminClient(

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.kit.cli import ServiceSpec
 from vafa.kit.db import Database
-from vafa.kit.kafka import check_kafka, ensure_topics
+from vafa.kit.kafka import check_kafka, delete_topics, ensure_topics
 from vafa.kit.migrations import upgrade
 from vafa.kit.settings import PG_DEFAULT, KafkaSettings, ServiceSettings
 
@@ -58,7 +58,9 @@ def run_id() -> str:
 
 
 @pytest.fixture(scope="session")
-async def kafka(run_id: str) -> KafkaSettings:
+async def kafka(run_id: str) -> AsyncIterator[KafkaSettings]:
+    """The broker, with this run's own topics (prefix `test-<run>-`), deleted afterwards so
+    runs do not pile thousands of partitions onto a developer's broker."""
     settings = KafkaSettings(topic_prefix=f"test-{run_id}-")
     try:
         await check_kafka(settings, timeout=5)
@@ -68,7 +70,8 @@ async def kafka(run_id: str) -> KafkaSettings:
             pytrace=False,
         )
     await ensure_topics(settings)
-    return settings
+    yield settings
+    await delete_topics(settings, prefix=settings.topic_prefix)
 
 
 @pytest.fixture(scope="session")
