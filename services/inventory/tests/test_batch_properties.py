@@ -19,11 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vafa.events.v1 import inventory_pb2, shop_orders_pb2
 from vafa.inventory.config import Settings
 from vafa.inventory.stock import batch, service
-from vafa.inventory.stock.handlers import order_handlers
 from vafa.kit import cloudevents
 from vafa.kit.cloudevents import Envelope
 from vafa.kit.db import Database
-from vafa.kit.logs import current_traceparent
 
 T = 5
 SETTINGS = Settings(default_low_stock_threshold=T)
@@ -169,7 +167,6 @@ async def staff_count(session: AsyncSession, count: StaffCount) -> None:
 
 async def run(db: Database, stream: list[tuple[Envelope | StaffCount, bool]], *, batched: bool):  # type: ignore[no-untyped-def]
     """Applies the stream in a transaction rolled back afterwards; returns what it left."""
-    handlers = {cloudevents.event_type(k()): v for k, v in order_handlers(SETTINGS).items()}
     async with db.engine.connect() as conn:
         outer = await conn.begin()
         session = AsyncSession(
@@ -194,12 +191,8 @@ async def run(db: Database, stream: list[tuple[Envelope | StaffCount, bool]], *,
                     if cut:
                         await flush()
                 else:
-                    # As the consumer runs a single handler: the event's trace is current.
-                    token = current_traceparent.set(item.traceparent)
-                    try:
-                        await handlers[item.type](session, item)
-                    finally:
-                        current_traceparent.reset(token)
+                    # One event at a time, as the kit replays a failed batch.
+                    await batch.apply_order_events(session, [item], default_threshold=T)
             await flush()
             return await snapshot(session)
         finally:

@@ -1,9 +1,10 @@
+from google.protobuf.message import Message
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import common_pb2, inventory_pb2, shop_orders_pb2
 from vafa.inventory.models import StockMovement
-from vafa.inventory.stock import service
+from vafa.inventory.stock import batch, service
 from vafa.inventory.stock.schemas import StockStatus
 from vafa.kit import cloudevents
 
@@ -19,6 +20,26 @@ def order(ref: str, *lines: tuple[str, str, int]) -> shop_orders_pb2.Order:
             shop_orders_pb2.LineItem(line_id=lid, sku=sku, quantity=q) for lid, sku, q in lines
         ],
     )
+
+
+async def apply(session: AsyncSession, message: Message) -> None:
+    """One shop order event through the worker's path (a batch of one)."""
+    env = cloudevents.decode(*cloudevents.encode(message, source="/test"))
+    await batch.apply_order_events(session, [env], default_threshold=T)
+
+
+async def record_sale(session: AsyncSession, o: shop_orders_pb2.Order, **_: int) -> None:
+    await apply(session, shop_orders_pb2.OrderPaid(order=o))
+
+
+async def record_cancellation(session: AsyncSession, o: shop_orders_pb2.Order, **_: int) -> None:
+    await apply(session, shop_orders_pb2.OrderCancelled(order=o))
+
+
+async def record_refund(
+    session: AsyncSession, o: shop_orders_pb2.Order, r: shop_orders_pb2.Refund, **_: int
+) -> None:
+    await apply(session, shop_orders_pb2.OrderRefunded(order=o, refund=r))
 
 
 async def ledger_sum(session: AsyncSession, sku: str) -> int:
@@ -69,8 +90,8 @@ async def test_sale_moves_known_skus_once_and_ignores_unknown(session: AsyncSess
         default_threshold=T,
     )
     o = order("shopify:s:1", ("1", "A", 3), ("2", "UNKNOWN", 1), ("3", "", 2))
-    await service.record_sale(session, o, default_threshold=T)
-    await service.record_sale(session, o, default_threshold=T)  # paid after placed: same lines
+    await record_sale(session, o, default_threshold=T)
+    await record_sale(session, o, default_threshold=T)  # paid after placed: same lines
     item = await service.get_item(session, "A")
     assert item is not None and item.on_hand == 7
     assert await service.get_item(session, "UNKNOWN") is None
@@ -88,11 +109,11 @@ async def test_cancellation_returns_exactly_what_the_sale_took(session: AsyncSes
         default_threshold=T,
     )
     o = order("woo:s:9", ("1", "B", 2), ("2", "B", 1))
-    await service.record_sale(session, o, default_threshold=T)
-    await service.record_cancellation(session, o, default_threshold=T)
-    await service.record_cancellation(session, o, default_threshold=T)
+    await record_sale(session, o, default_threshold=T)
+    await record_cancellation(session, o, default_threshold=T)
+    await record_cancellation(session, o, default_threshold=T)
     never_sold = order("woo:s:10", ("1", "B", 2))
-    await service.record_cancellation(session, never_sold, default_threshold=T)
+    await record_cancellation(session, never_sold, default_threshold=T)
     item = await service.get_item(session, "B")
     assert item is not None and item.on_hand == 4
     assert await ledger_sum(session, "B") == 4
@@ -109,7 +130,7 @@ async def test_refund_restocks_only_restock_lines(session: AsyncSession) -> None
         default_threshold=T,
     )
     o = order("shopify:s:2", ("1", "C", 3))
-    await service.record_sale(session, o, default_threshold=T)
+    await record_sale(session, o, default_threshold=T)
     refund = shop_orders_pb2.Refund(
         refund_id="r1",
         lines=[
@@ -117,8 +138,8 @@ async def test_refund_restocks_only_restock_lines(session: AsyncSession) -> None
             shop_orders_pb2.RefundLine(line_id="1b", sku="C", quantity=1, restock=False),
         ],
     )
-    await service.record_refund(session, o, refund, default_threshold=T)
-    await service.record_refund(session, o, refund, default_threshold=T)
+    await record_refund(session, o, refund, default_threshold=T)
+    await record_refund(session, o, refund, default_threshold=T)
     item = await service.get_item(session, "C")
     assert item is not None and item.on_hand == 3
 

@@ -80,8 +80,8 @@ def _plan(envelopes: Sequence[Envelope]) -> list[_Step]:
 async def apply_order_events(
     session: AsyncSession, envelopes: Sequence[Envelope], *, default_threshold: int
 ) -> list[Applied]:
-    """Applies the order events in order, each exactly as `service.record_*` would, in a few
-    statements. Returns the movements applied."""
+    """Applies the order events in log order with the rules of `rules`, in a few statements.
+    Returns the movements applied."""
     steps = _plan(envelopes)
     planned = [m for step in steps for m in step.movements]
     skus = {m.sku for m in planned}

@@ -11,7 +11,7 @@ import uuid
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from vafa.events.v1 import inventory_pb2, shop_orders_pb2
+from vafa.events.v1 import inventory_pb2
 from vafa.inventory.events import STOCK_TOPIC, outbox
 from vafa.inventory.models import StockItem
 from vafa.inventory.stock import rules
@@ -24,11 +24,6 @@ _INSERT_MOVEMENT = text(
     "INSERT INTO stock_movements (idempotency_key, sku, delta, reason, order_ref, author) "
     "VALUES (:key, :sku, :delta, :reason, :order_ref, :author) "
     "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id"
-)
-
-_SALES_OF_ORDER = text(
-    "SELECT idempotency_key, sku, delta FROM stock_movements "
-    "WHERE order_ref = :ref AND reason = 'sale' ORDER BY id"
 )
 
 
@@ -115,35 +110,6 @@ async def set_level(
     await _insert(session, movement)
     await _apply(session, item, movement, default_threshold=default_threshold)
     return item
-
-
-async def record_sale(
-    session: AsyncSession, order: shop_orders_pb2.Order, *, default_threshold: int
-) -> None:
-    """Placed and paid both take the units, once per order line, whichever arrives first."""
-    for m in rules.sale_movements(order):
-        await move(session, m, default_threshold=default_threshold)
-
-
-async def record_cancellation(
-    session: AsyncSession, order: shop_orders_pb2.Order, *, default_threshold: int
-) -> None:
-    """Returns exactly what the order's sales took, and nothing for lines it never took."""
-    rows = (await session.execute(_SALES_OF_ORDER, {"ref": order.order_ref})).all()
-    sales = [Movement(key, sku, delta, rules.SALE, order.order_ref) for key, sku, delta in rows]
-    for m in rules.cancel_movements(order.order_ref, sales):
-        await move(session, m, default_threshold=default_threshold)
-
-
-async def record_refund(
-    session: AsyncSession,
-    order: shop_orders_pb2.Order,
-    refund: shop_orders_pb2.Refund,
-    *,
-    default_threshold: int,
-) -> None:
-    for m in rules.restock_movements(order, refund):
-        await move(session, m, default_threshold=default_threshold)
 
 
 async def _emit(session: AsyncSession, event: inventory_pb2.StockChanged) -> None:
