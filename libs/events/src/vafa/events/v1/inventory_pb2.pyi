@@ -3,10 +3,13 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from vafa.events.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -77,3 +80,54 @@ class StockChanged(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StockChanged: _TypeAlias = StockChanged  # noqa: Y015
+
+@_typing.final
+class ProductUpserted(_message.Message):
+    """Topic inventory.catalog.v1, key: sku. The product as the catalogue knows it, so that other
+    services (loyalty's multipliers, segmentation's affinities, messaging's templates) can tell
+    what a SKU is without asking.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    PRODUCT_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    BRAND_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    product_id: _builtins.str
+    name: _builtins.str
+    brand: _builtins.str
+    category: _builtins.str
+    active: _builtins.bool
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def price(self) -> _common_pb2.Money: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        product_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        brand: _builtins.str = ...,
+        category: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        price: _common_pb2.Money | None = ...,
+        active: _builtins.bool = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["price", b"price", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "brand", b"brand", "category", b"category", "name", b"name", "price", b"price", "product_id", b"product_id", "sku", b"sku", "tags", b"tags", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProductUpserted: _TypeAlias = ProductUpserted  # noqa: Y015

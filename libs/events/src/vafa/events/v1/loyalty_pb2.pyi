@@ -97,3 +97,349 @@ class PointsReversed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PointsReversed: _TypeAlias = PointsReversed  # noqa: Y015
+
+@_typing.final
+class PointsRedeemed(_message.Message):
+    """Points spent, for a reward or at checkout. Drawn from the soonest-to-expire lots."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    REF_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    points: _builtins.int
+    balance: _builtins.int
+    reason: _builtins.str
+    """"reward", "checkout", ..."""
+    ref: _builtins.str
+    """What they bought: a redemption id or an order ref."""
+    entry_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        balance: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        ref: _builtins.str = ...,
+        entry_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "entry_id", b"entry_id", "occurred_at", b"occurred_at", "points", b"points", "reason", b"reason", "ref", b"ref"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsRedeemed: _TypeAlias = PointsRedeemed  # noqa: Y015
+
+@_typing.final
+class PointsExpired(_message.Message):
+    """Points whose lot reached its expiry date unspent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    LOT_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    points: _builtins.int
+    balance: _builtins.int
+    lot_id: _builtins.str
+    entry_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        balance: _builtins.int = ...,
+        lot_id: _builtins.str = ...,
+        entry_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "entry_id", b"entry_id", "lot_id", b"lot_id", "occurred_at", b"occurred_at", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsExpired: _TypeAlias = PointsExpired  # noqa: Y015
+
+@_typing.final
+class PointsExpiryWarning(_message.Message):
+    """Points will expire soon unless spent: for messaging to warn the member."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    DAYS_AHEAD_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    points: _builtins.int
+    days_ahead: _builtins.int
+    balance: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        days_ahead: _builtins.int = ...,
+        balance: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "days_ahead", b"days_ahead", "expires_at", b"expires_at", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsExpiryWarning: _TypeAlias = PointsExpiryWarning  # noqa: Y015
+
+@_typing.final
+class PointsAdjusted(_message.Message):
+    """A manual correction by staff, with its mandatory reason and author. Positive or negative."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    AUTHOR_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    points: _builtins.int
+    balance: _builtins.int
+    reason: _builtins.str
+    author: _builtins.str
+    entry_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        balance: _builtins.int = ...,
+        reason: _builtins.str = ...,
+        author: _builtins.str = ...,
+        entry_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author", b"author", "balance", b"balance", "customer_id", b"customer_id", "entry_id", b"entry_id", "occurred_at", b"occurred_at", "points", b"points", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsAdjusted: _TypeAlias = PointsAdjusted  # noqa: Y015
+
+@_typing.final
+class PointsUnlocked(_message.Message):
+    """Pending points became spendable (the pending period ended or the order was fulfilled)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    POINTS_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    LOT_ID_FIELD_NUMBER: _builtins.int
+    ORDER_REF_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    points: _builtins.int
+    balance: _builtins.int
+    lot_id: _builtins.str
+    order_ref: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        points: _builtins.int = ...,
+        balance: _builtins.int = ...,
+        lot_id: _builtins.str = ...,
+        order_ref: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "customer_id", b"customer_id", "lot_id", b"lot_id", "occurred_at", b"occurred_at", "order_ref", b"order_ref", "points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PointsUnlocked: _TypeAlias = PointsUnlocked  # noqa: Y015
+
+@_typing.final
+class TierChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    PREVIOUS_TIER_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    previous_tier: _builtins.str
+    """Tier codes, e.g. "bronze" -> "silver". previous_tier is empty on first assignment."""
+    tier: _builtins.str
+    direction: _builtins.str
+    """"upgrade", "downgrade" or "initial"."""
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        previous_tier: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        direction: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "direction", b"direction", "occurred_at", b"occurred_at", "previous_tier", b"previous_tier", "tier", b"tier"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TierChanged: _TypeAlias = TierChanged  # noqa: Y015
+
+@_typing.final
+class RewardIssued(_message.Message):
+    """A reward was issued to a member: a coupon code, free shipping or a gift."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    REDEMPTION_ID_FIELD_NUMBER: _builtins.int
+    REWARD_ID_FIELD_NUMBER: _builtins.int
+    REWARD_NAME_FIELD_NUMBER: _builtins.int
+    REWARD_KIND_FIELD_NUMBER: _builtins.int
+    COUPON_CODE_FIELD_NUMBER: _builtins.int
+    POINTS_SPENT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    redemption_id: _builtins.str
+    reward_id: _builtins.str
+    reward_name: _builtins.str
+    reward_kind: _builtins.str
+    """"percent_discount", "fixed_discount", "free_shipping", "gift_product", "next_purchase_discount"."""
+    coupon_code: _builtins.str
+    points_spent: _builtins.int
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        redemption_id: _builtins.str = ...,
+        reward_id: _builtins.str = ...,
+        reward_name: _builtins.str = ...,
+        reward_kind: _builtins.str = ...,
+        coupon_code: _builtins.str = ...,
+        points_spent: _builtins.int = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_code", b"coupon_code", "customer_id", b"customer_id", "expires_at", b"expires_at", "occurred_at", b"occurred_at", "points_spent", b"points_spent", "redemption_id", b"redemption_id", "reward_id", b"reward_id", "reward_kind", b"reward_kind", "reward_name", b"reward_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RewardIssued: _TypeAlias = RewardIssued  # noqa: Y015
+
+@_typing.final
+class CouponRedeemed(_message.Message):
+    """A coupon was used at checkout against an order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    COUPON_CODE_FIELD_NUMBER: _builtins.int
+    REWARD_ID_FIELD_NUMBER: _builtins.int
+    ORDER_REF_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    coupon_code: _builtins.str
+    reward_id: _builtins.str
+    order_ref: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        coupon_code: _builtins.str = ...,
+        reward_id: _builtins.str = ...,
+        order_ref: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["coupon_code", b"coupon_code", "customer_id", b"customer_id", "occurred_at", b"occurred_at", "order_ref", b"order_ref", "reward_id", b"reward_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CouponRedeemed: _TypeAlias = CouponRedeemed  # noqa: Y015
+
+@_typing.final
+class ReferralCompleted(_message.Message):
+    """A referred customer's first order was paid: both sides earned. Key: referrer's customer id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REFERRER_ID_FIELD_NUMBER: _builtins.int
+    REFERRED_ID_FIELD_NUMBER: _builtins.int
+    REFERRAL_CODE_FIELD_NUMBER: _builtins.int
+    ORDER_REF_FIELD_NUMBER: _builtins.int
+    REFERRER_POINTS_FIELD_NUMBER: _builtins.int
+    REFERRED_POINTS_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    referrer_id: _builtins.str
+    referred_id: _builtins.str
+    referral_code: _builtins.str
+    order_ref: _builtins.str
+    referrer_points: _builtins.int
+    referred_points: _builtins.int
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        referrer_id: _builtins.str = ...,
+        referred_id: _builtins.str = ...,
+        referral_code: _builtins.str = ...,
+        order_ref: _builtins.str = ...,
+        referrer_points: _builtins.int = ...,
+        referred_points: _builtins.int = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at", "order_ref", b"order_ref", "referral_code", b"referral_code", "referred_id", b"referred_id", "referred_points", b"referred_points", "referrer_id", b"referrer_id", "referrer_points", b"referrer_points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReferralCompleted: _TypeAlias = ReferralCompleted  # noqa: Y015

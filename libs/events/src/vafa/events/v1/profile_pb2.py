@@ -26,23 +26,51 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vafa.events.v1 import shop_orders_pb2 as vafa_dot_events_dot_v1_dot_shop__orders__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvafa/events/v1/profile.proto\x12\x0evafa.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a vafa/events/v1/shop_orders.proto\"H\n\x0cShopIdentity\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\x0c\n\x04shop\x18\x02 \x01(\t\x12\x18\n\x10shop_customer_id\x18\x03 \x01(\t\"\x92\x02\n\x10\x43ustomerSnapshot\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\x0e\n\x06\x65mails\x18\x04 \x03(\t\x12\x0e\n\x06phones\x18\x05 \x03(\t\x12\x35\n\x0fshop_identities\x18\x06 \x03(\x0b\x32\x1c.vafa.events.v1.ShopIdentity\x12\x17\n\x0flifecycle_stage\x18\x07 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x08 \x01(\t\x12\x0c\n\x04\x63ity\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x12\x43ustomerRegistered\x12\x32\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32 .vafa.events.v1.CustomerSnapshot\x12\x0e\n\x06source\x18\x02 \x01(\t\"]\n\x0f\x43ustomerUpdated\x12\x32\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32 .vafa.events.v1.CustomerSnapshot\x12\x16\n\x0e\x63hanged_fields\x18\x02 \x03(\t\"\xbc\x01\n\x12PurchaseAttributed\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.vafa.events.v1.PurchaseKind\x12$\n\x05order\x18\x03 \x01(\x0b\x32\x15.vafa.events.v1.Order\x12&\n\x06refund\x18\x04 \x01(\x0b\x32\x16.vafa.events.v1.Refund\x12\x17\n\x0fsource_event_id\x18\x05 \x01(\t*\x98\x01\n\x0cPurchaseKind\x12\x1d\n\x19PURCHASE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PURCHASE_KIND_PLACED\x10\x01\x12\x16\n\x12PURCHASE_KIND_PAID\x10\x02\x12\x1b\n\x17PURCHASE_KIND_CANCELLED\x10\x03\x12\x1a\n\x16PURCHASE_KIND_REFUNDED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cvafa/events/v1/profile.proto\x12\x0evafa.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a vafa/events/v1/shop_orders.proto\"H\n\x0cShopIdentity\x12\x10\n\x08platform\x18\x01 \x01(\t\x12\x0c\n\x04shop\x18\x02 \x01(\t\x12\x18\n\x10shop_customer_id\x18\x03 \x01(\t\"\xb9\x06\n\x10\x43ustomerSnapshot\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x12\n\nfirst_name\x18\x02 \x01(\t\x12\x11\n\tlast_name\x18\x03 \x01(\t\x12\x0e\n\x06\x65mails\x18\x04 \x03(\t\x12\x0e\n\x06phones\x18\x05 \x03(\t\x12\x35\n\x0fshop_identities\x18\x06 \x03(\x0b\x32\x1c.vafa.events.v1.ShopIdentity\x12\x17\n\x0flifecycle_stage\x18\x07 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x08 \x01(\t\x12\x0c\n\x04\x63ity\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nbirth_date\x18\x0b \x01(\t\x12\x0e\n\x06gender\x18\x0c \x01(\t\x12\x10\n\x08province\x18\r \x01(\t\x12\x1b\n\x13\x61\x63quisition_channel\x18\x0e \x01(\t\x12\x1c\n\x14\x61\x63quisition_campaign\x18\x0f \x01(\t\x12\x18\n\x10referred_by_code\x18\x10 \x01(\t\x12\x0c\n\x04tags\x18\x11 \x03(\t\x12\x13\n\x0b\x63lub_status\x18\x12 \x01(\t\x12\x32\n\x0e\x63lub_joined_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x08\x63onsents\x18\x14 \x03(\x0b\x32\x17.vafa.events.v1.Consent\x12\x36\n\x0f\x65\x66\x66\x65\x63tive_dates\x18\x15 \x03(\x0b\x32\x1d.vafa.events.v1.EffectiveDate\x12\x14\n\x0chousehold_id\x18\x16 \x01(\t\x12I\n\rcustom_fields\x18\x17 \x03(\x0b\x32\x32.vafa.events.v1.CustomerSnapshot.CustomFieldsEntry\x12\x0f\n\x07\x61\x64\x64ress\x18\x18 \x01(\t\x12\x0c\n\x04kind\x18\x19 \x01(\t\x12\x11\n\teducation\x18\x1a \x01(\t\x12\x18\n\x10personality_type\x18\x1b \x01(\t\x1a\x33\n\x11\x43ustomFieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x01\n\x07\x43onsent\x12/\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x1e.vafa.events.v1.ConsentChannel\x12\x0f\n\x07granted\x18\x02 \x01(\x08\x12\x0e\n\x06source\x18\x03 \x01(\t\x12.\n\nchanged_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x91\x01\n\rEffectiveDate\x12\x0f\n\x07\x64\x61te_id\x18\x01 \x01(\t\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\r\n\x05label\x18\x03 \x01(\t\x12\x10\n\x08\x63\x61lendar\x18\x04 \x01(\t\x12\x0c\n\x04year\x18\x05 \x01(\x05\x12\r\n\x05month\x18\x06 \x01(\x05\x12\x0b\n\x03\x64\x61y\x18\x07 \x01(\x05\x12\x16\n\x0erelated_person\x18\x08 \x01(\t\"X\n\x12\x43ustomerRegistered\x12\x32\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32 .vafa.events.v1.CustomerSnapshot\x12\x0e\n\x06source\x18\x02 \x01(\t\"]\n\x0f\x43ustomerUpdated\x12\x32\n\x08\x63ustomer\x18\x01 \x01(\x0b\x32 .vafa.events.v1.CustomerSnapshot\x12\x16\n\x0e\x63hanged_fields\x18\x02 \x03(\t\"\xbc\x01\n\x12PurchaseAttributed\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12*\n\x04kind\x18\x02 \x01(\x0e\x32\x1c.vafa.events.v1.PurchaseKind\x12$\n\x05order\x18\x03 \x01(\x0b\x32\x15.vafa.events.v1.Order\x12&\n\x06refund\x18\x04 \x01(\x0b\x32\x16.vafa.events.v1.Refund\x12\x17\n\x0fsource_event_id\x18\x05 \x01(\t\"{\n\x0e\x43ustomerMerged\x12\x13\n\x0bsurvivor_id\x18\x01 \x01(\t\x12\x11\n\tmerged_id\x18\x02 \x01(\t\x12\x10\n\x08merge_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x7f\n\x10\x43ustomerUnmerged\x12\x13\n\x0bsurvivor_id\x18\x01 \x01(\t\x12\x13\n\x0brestored_id\x18\x02 \x01(\t\x12\x10\n\x08merge_id\x18\x03 \x01(\t\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x0e\x43ustomerErased\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12/\n\x0boccurred_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"O\n\x0e\x43onsentChanged\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12(\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x17.vafa.events.v1.Consent\"\xad\x02\n\x13InteractionRecorded\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x10\n\x08\x65ntry_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x11\n\tdirection\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x11\n\tsource_id\x18\x06 \x01(\t\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12G\n\nattributes\x18\x08 \x03(\x0b\x32\x33.vafa.events.v1.InteractionRecorded.AttributesEntry\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb2\x01\n\x14OneTimeCodeRequested\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63hannel\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65stination\x18\x03 \x01(\t\x12\x0c\n\x04\x63ode\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08language\x18\x07 \x01(\t\"\x80\x01\n\x15\x45\x66\x66\x65\x63tiveDateUpcoming\x12\x13\n\x0b\x63ustomer_id\x18\x01 \x01(\t\x12+\n\x04\x64\x61te\x18\x02 \x01(\x0b\x32\x1d.vafa.events.v1.EffectiveDate\x12\x11\n\toccurs_on\x18\x03 \x01(\t\x12\x12\n\ndays_ahead\x18\x04 \x01(\x05*\x9a\x01\n\x0e\x43onsentChannel\x12\x1f\n\x1b\x43ONSENT_CHANNEL_UNSPECIFIED\x10\x00\x12\x17\n\x13\x43ONSENT_CHANNEL_SMS\x10\x01\x12\x19\n\x15\x43ONSENT_CHANNEL_EMAIL\x10\x02\x12\x19\n\x15\x43ONSENT_CHANNEL_PHONE\x10\x03\x12\x18\n\x14\x43ONSENT_CHANNEL_PUSH\x10\x04*\xb5\x01\n\x0cPurchaseKind\x12\x1d\n\x19PURCHASE_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14PURCHASE_KIND_PLACED\x10\x01\x12\x16\n\x12PURCHASE_KIND_PAID\x10\x02\x12\x1b\n\x17PURCHASE_KIND_CANCELLED\x10\x03\x12\x1a\n\x16PURCHASE_KIND_REFUNDED\x10\x04\x12\x1b\n\x17PURCHASE_KIND_FULFILLED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vafa.events.v1.profile_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PURCHASEKIND']._serialized_start=843
-  _globals['_PURCHASEKIND']._serialized_end=995
+  _globals['_CUSTOMERSNAPSHOT_CUSTOMFIELDSENTRY']._loaded_options = None
+  _globals['_CUSTOMERSNAPSHOT_CUSTOMFIELDSENTRY']._serialized_options = b'8\001'
+  _globals['_INTERACTIONRECORDED_ATTRIBUTESENTRY']._loaded_options = None
+  _globals['_INTERACTIONRECORDED_ATTRIBUTESENTRY']._serialized_options = b'8\001'
+  _globals['_CONSENTCHANNEL']._serialized_start=2723
+  _globals['_CONSENTCHANNEL']._serialized_end=2877
+  _globals['_PURCHASEKIND']._serialized_start=2880
+  _globals['_PURCHASEKIND']._serialized_end=3061
   _globals['_SHOPIDENTITY']._serialized_start=115
   _globals['_SHOPIDENTITY']._serialized_end=187
   _globals['_CUSTOMERSNAPSHOT']._serialized_start=190
-  _globals['_CUSTOMERSNAPSHOT']._serialized_end=464
-  _globals['_CUSTOMERREGISTERED']._serialized_start=466
-  _globals['_CUSTOMERREGISTERED']._serialized_end=554
-  _globals['_CUSTOMERUPDATED']._serialized_start=556
-  _globals['_CUSTOMERUPDATED']._serialized_end=649
-  _globals['_PURCHASEATTRIBUTED']._serialized_start=652
-  _globals['_PURCHASEATTRIBUTED']._serialized_end=840
+  _globals['_CUSTOMERSNAPSHOT']._serialized_end=1015
+  _globals['_CUSTOMERSNAPSHOT_CUSTOMFIELDSENTRY']._serialized_start=964
+  _globals['_CUSTOMERSNAPSHOT_CUSTOMFIELDSENTRY']._serialized_end=1015
+  _globals['_CONSENT']._serialized_start=1018
+  _globals['_CONSENT']._serialized_end=1157
+  _globals['_EFFECTIVEDATE']._serialized_start=1160
+  _globals['_EFFECTIVEDATE']._serialized_end=1305
+  _globals['_CUSTOMERREGISTERED']._serialized_start=1307
+  _globals['_CUSTOMERREGISTERED']._serialized_end=1395
+  _globals['_CUSTOMERUPDATED']._serialized_start=1397
+  _globals['_CUSTOMERUPDATED']._serialized_end=1490
+  _globals['_PURCHASEATTRIBUTED']._serialized_start=1493
+  _globals['_PURCHASEATTRIBUTED']._serialized_end=1681
+  _globals['_CUSTOMERMERGED']._serialized_start=1683
+  _globals['_CUSTOMERMERGED']._serialized_end=1806
+  _globals['_CUSTOMERUNMERGED']._serialized_start=1808
+  _globals['_CUSTOMERUNMERGED']._serialized_end=1935
+  _globals['_CUSTOMERERASED']._serialized_start=1937
+  _globals['_CUSTOMERERASED']._serialized_end=2023
+  _globals['_CONSENTCHANGED']._serialized_start=2025
+  _globals['_CONSENTCHANGED']._serialized_end=2104
+  _globals['_INTERACTIONRECORDED']._serialized_start=2107
+  _globals['_INTERACTIONRECORDED']._serialized_end=2408
+  _globals['_INTERACTIONRECORDED_ATTRIBUTESENTRY']._serialized_start=2359
+  _globals['_INTERACTIONRECORDED_ATTRIBUTESENTRY']._serialized_end=2408
+  _globals['_ONETIMECODEREQUESTED']._serialized_start=2411
+  _globals['_ONETIMECODEREQUESTED']._serialized_end=2589
+  _globals['_EFFECTIVEDATEUPCOMING']._serialized_start=2592
+  _globals['_EFFECTIVEDATEUPCOMING']._serialized_end=2720
 # @@protoc_insertion_point(module_scope)

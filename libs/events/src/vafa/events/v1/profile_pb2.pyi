@@ -21,6 +21,27 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _ConsentChannel:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ConsentChannelEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ConsentChannel.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CONSENT_CHANNEL_UNSPECIFIED: _ConsentChannel.ValueType  # 0
+    CONSENT_CHANNEL_SMS: _ConsentChannel.ValueType  # 1
+    CONSENT_CHANNEL_EMAIL: _ConsentChannel.ValueType  # 2
+    CONSENT_CHANNEL_PHONE: _ConsentChannel.ValueType  # 3
+    CONSENT_CHANNEL_PUSH: _ConsentChannel.ValueType  # 4
+
+class ConsentChannel(_ConsentChannel, metaclass=_ConsentChannelEnumTypeWrapper): ...
+
+CONSENT_CHANNEL_UNSPECIFIED: ConsentChannel.ValueType  # 0
+CONSENT_CHANNEL_SMS: ConsentChannel.ValueType  # 1
+CONSENT_CHANNEL_EMAIL: ConsentChannel.ValueType  # 2
+CONSENT_CHANNEL_PHONE: ConsentChannel.ValueType  # 3
+CONSENT_CHANNEL_PUSH: ConsentChannel.ValueType  # 4
+Global___ConsentChannel: _TypeAlias = ConsentChannel  # noqa: Y015
+
 class _PurchaseKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -32,6 +53,7 @@ class _PurchaseKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Purchase
     PURCHASE_KIND_PAID: _PurchaseKind.ValueType  # 2
     PURCHASE_KIND_CANCELLED: _PurchaseKind.ValueType  # 3
     PURCHASE_KIND_REFUNDED: _PurchaseKind.ValueType  # 4
+    PURCHASE_KIND_FULFILLED: _PurchaseKind.ValueType  # 5
 
 class PurchaseKind(_PurchaseKind, metaclass=_PurchaseKindEnumTypeWrapper):
     """Topic profile.purchases.v1, key: customer_id. A shop order event after profile has resolved
@@ -43,6 +65,7 @@ PURCHASE_KIND_PLACED: PurchaseKind.ValueType  # 1
 PURCHASE_KIND_PAID: PurchaseKind.ValueType  # 2
 PURCHASE_KIND_CANCELLED: PurchaseKind.ValueType  # 3
 PURCHASE_KIND_REFUNDED: PurchaseKind.ValueType  # 4
+PURCHASE_KIND_FULFILLED: PurchaseKind.ValueType  # 5
 Global___PurchaseKind: _TypeAlias = PurchaseKind  # noqa: Y015
 
 @_typing.final
@@ -76,6 +99,26 @@ Global___ShopIdentity: _TypeAlias = ShopIdentity  # noqa: Y015
 class CustomerSnapshot(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class CustomFieldsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     CUSTOMER_ID_FIELD_NUMBER: _builtins.int
     FIRST_NAME_FIELD_NUMBER: _builtins.int
     LAST_NAME_FIELD_NUMBER: _builtins.int
@@ -86,12 +129,47 @@ class CustomerSnapshot(_message.Message):
     COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     CITY_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    BIRTH_DATE_FIELD_NUMBER: _builtins.int
+    GENDER_FIELD_NUMBER: _builtins.int
+    PROVINCE_FIELD_NUMBER: _builtins.int
+    ACQUISITION_CHANNEL_FIELD_NUMBER: _builtins.int
+    ACQUISITION_CAMPAIGN_FIELD_NUMBER: _builtins.int
+    REFERRED_BY_CODE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
+    CLUB_STATUS_FIELD_NUMBER: _builtins.int
+    CLUB_JOINED_AT_FIELD_NUMBER: _builtins.int
+    CONSENTS_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_DATES_FIELD_NUMBER: _builtins.int
+    HOUSEHOLD_ID_FIELD_NUMBER: _builtins.int
+    CUSTOM_FIELDS_FIELD_NUMBER: _builtins.int
+    ADDRESS_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    EDUCATION_FIELD_NUMBER: _builtins.int
+    PERSONALITY_TYPE_FIELD_NUMBER: _builtins.int
     customer_id: _builtins.str
     first_name: _builtins.str
     last_name: _builtins.str
     lifecycle_stage: _builtins.str
     country_code: _builtins.str
     city: _builtins.str
+    birth_date: _builtins.str
+    """ISO 8601 Gregorian date ("1990-03-21"), empty when unknown."""
+    gender: _builtins.str
+    province: _builtins.str
+    acquisition_channel: _builtins.str
+    """"direct", "social", "referral", "campaign", ..."""
+    acquisition_campaign: _builtins.str
+    referred_by_code: _builtins.str
+    """The referral code the customer gave when joining, empty if none."""
+    club_status: _builtins.str
+    """"none", "member" (signed up or enrolled, not verified), "verified"."""
+    household_id: _builtins.str
+    address: _builtins.str
+    """Normalised one-line postal address, used to guard against self-referral."""
+    kind: _builtins.str
+    """"lead" (no paid order yet) or "customer"."""
+    education: _builtins.str
+    personality_type: _builtins.str
     @_builtins.property
     def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -102,6 +180,18 @@ class CustomerSnapshot(_message.Message):
     def shop_identities(self) -> _containers.RepeatedCompositeFieldContainer[Global___ShopIdentity]: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def club_joined_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def consents(self) -> _containers.RepeatedCompositeFieldContainer[Global___Consent]: ...
+    @_builtins.property
+    def effective_dates(self) -> _containers.RepeatedCompositeFieldContainer[Global___EffectiveDate]: ...
+    @_builtins.property
+    def custom_fields(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Custom field values by field key, each JSON-encoded ("\\"fantasy\\"", "3", "[\\"a\\",\\"b\\"]")."""
+
     def __init__(
         self,
         *,
@@ -115,14 +205,108 @@ class CustomerSnapshot(_message.Message):
         country_code: _builtins.str = ...,
         city: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        birth_date: _builtins.str = ...,
+        gender: _builtins.str = ...,
+        province: _builtins.str = ...,
+        acquisition_channel: _builtins.str = ...,
+        acquisition_campaign: _builtins.str = ...,
+        referred_by_code: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
+        club_status: _builtins.str = ...,
+        club_joined_at: _timestamp_pb2.Timestamp | None = ...,
+        consents: _abc.Iterable[Global___Consent] | None = ...,
+        effective_dates: _abc.Iterable[Global___EffectiveDate] | None = ...,
+        household_id: _builtins.str = ...,
+        custom_fields: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        address: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        education: _builtins.str = ...,
+        personality_type: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["club_joined_at", b"club_joined_at", "created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["city", b"city", "country_code", b"country_code", "created_at", b"created_at", "customer_id", b"customer_id", "emails", b"emails", "first_name", b"first_name", "last_name", b"last_name", "lifecycle_stage", b"lifecycle_stage", "phones", b"phones", "shop_identities", b"shop_identities"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acquisition_campaign", b"acquisition_campaign", "acquisition_channel", b"acquisition_channel", "address", b"address", "birth_date", b"birth_date", "city", b"city", "club_joined_at", b"club_joined_at", "club_status", b"club_status", "consents", b"consents", "country_code", b"country_code", "created_at", b"created_at", "custom_fields", b"custom_fields", "customer_id", b"customer_id", "education", b"education", "effective_dates", b"effective_dates", "emails", b"emails", "first_name", b"first_name", "gender", b"gender", "household_id", b"household_id", "kind", b"kind", "last_name", b"last_name", "lifecycle_stage", b"lifecycle_stage", "personality_type", b"personality_type", "phones", b"phones", "province", b"province", "referred_by_code", b"referred_by_code", "shop_identities", b"shop_identities", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CustomerSnapshot: _TypeAlias = CustomerSnapshot  # noqa: Y015
+
+@_typing.final
+class Consent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    GRANTED_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    CHANGED_AT_FIELD_NUMBER: _builtins.int
+    channel: Global___ConsentChannel.ValueType
+    granted: _builtins.bool
+    source: _builtins.str
+    """Where the change came from: "club", "staff", "import", "unsubscribe_link", "sms_keyword", ..."""
+    @_builtins.property
+    def changed_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        channel: Global___ConsentChannel.ValueType = ...,
+        granted: _builtins.bool = ...,
+        source: _builtins.str = ...,
+        changed_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changed_at", b"changed_at", "channel", b"channel", "granted", b"granted", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Consent: _TypeAlias = Consent  # noqa: Y015
+
+@_typing.final
+class EffectiveDate(_message.Message):
+    """A named date that recurs every year on its own calendar: a Jalali birthday recurs on the same
+    Jalali day, so its Gregorian date moves from year to year.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    CALENDAR_FIELD_NUMBER: _builtins.int
+    YEAR_FIELD_NUMBER: _builtins.int
+    MONTH_FIELD_NUMBER: _builtins.int
+    DAY_FIELD_NUMBER: _builtins.int
+    RELATED_PERSON_FIELD_NUMBER: _builtins.int
+    date_id: _builtins.str
+    kind: _builtins.str
+    """"birthday", "wedding_anniversary", "child_birthday", "company_founding", "trip", or a shop's own."""
+    label: _builtins.str
+    calendar: _builtins.str
+    """"gregorian" or "jalali"; year/month/day are in that calendar. year is 0 when unknown."""
+    year: _builtins.int
+    month: _builtins.int
+    day: _builtins.int
+    related_person: _builtins.str
+    """The family member the date belongs to, if not the customer ("daughter Sara")."""
+    def __init__(
+        self,
+        *,
+        date_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        label: _builtins.str = ...,
+        calendar: _builtins.str = ...,
+        year: _builtins.int = ...,
+        month: _builtins.int = ...,
+        day: _builtins.int = ...,
+        related_person: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calendar", b"calendar", "date_id", b"date_id", "day", b"day", "kind", b"kind", "label", b"label", "month", b"month", "related_person", b"related_person", "year", b"year"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EffectiveDate: _TypeAlias = EffectiveDate  # noqa: Y015
 
 @_typing.final
 class CustomerRegistered(_message.Message):
@@ -207,3 +391,262 @@ class PurchaseAttributed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurchaseAttributed: _TypeAlias = PurchaseAttributed  # noqa: Y015
+
+@_typing.final
+class CustomerMerged(_message.Message):
+    """Two files found to be one person were merged: every reference to merged_id now means
+    survivor_id. Key: merged_id, so it follows that customer's earlier events.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SURVIVOR_ID_FIELD_NUMBER: _builtins.int
+    MERGED_ID_FIELD_NUMBER: _builtins.int
+    MERGE_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    survivor_id: _builtins.str
+    merged_id: _builtins.str
+    merge_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        survivor_id: _builtins.str = ...,
+        merged_id: _builtins.str = ...,
+        merge_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merge_id", b"merge_id", "merged_id", b"merged_id", "occurred_at", b"occurred_at", "survivor_id", b"survivor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerMerged: _TypeAlias = CustomerMerged  # noqa: Y015
+
+@_typing.final
+class CustomerUnmerged(_message.Message):
+    """A merge was undone: restored_id is a file again, with what it held before the merge.
+    Key: restored_id.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SURVIVOR_ID_FIELD_NUMBER: _builtins.int
+    RESTORED_ID_FIELD_NUMBER: _builtins.int
+    MERGE_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    survivor_id: _builtins.str
+    restored_id: _builtins.str
+    merge_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        survivor_id: _builtins.str = ...,
+        restored_id: _builtins.str = ...,
+        merge_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["merge_id", b"merge_id", "occurred_at", b"occurred_at", "restored_id", b"restored_id", "survivor_id", b"survivor_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerUnmerged: _TypeAlias = CustomerUnmerged  # noqa: Y015
+
+@_typing.final
+class CustomerErased(_message.Message):
+    """The file was anonymised on request. Other services drop or anonymise what they hold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "occurred_at", b"occurred_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CustomerErased: _TypeAlias = CustomerErased  # noqa: Y015
+
+@_typing.final
+class ConsentChanged(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CONSENT_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    @_builtins.property
+    def consent(self) -> Global___Consent: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        consent: Global___Consent | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent", b"consent", "customer_id", b"customer_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConsentChanged: _TypeAlias = ConsentChanged  # noqa: Y015
+
+@_typing.final
+class InteractionRecorded(_message.Message):
+    """A touchpoint recorded on the customer's timeline (a call, an SMS, a club visit, a survey
+    answer...), for services that react to interactions, such as loyalty's interaction points.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    ENTRY_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    SOURCE_ID_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    entry_id: _builtins.str
+    kind: _builtins.str
+    """"call", "sms", "email", "club_visit", "club_click", "ticket", "survey_answer", "review", ..."""
+    direction: _builtins.str
+    """"inbound", "outbound" or empty."""
+    source: _builtins.str
+    """The integration that reported it and its own id, e.g. "pbx" / "call-8812"."""
+    source_id: _builtins.str
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        entry_id: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        direction: _builtins.str = ...,
+        source: _builtins.str = ...,
+        source_id: _builtins.str = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "customer_id", b"customer_id", "direction", b"direction", "entry_id", b"entry_id", "kind", b"kind", "occurred_at", b"occurred_at", "source", b"source", "source_id", b"source_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InteractionRecorded: _TypeAlias = InteractionRecorded  # noqa: Y015
+
+@_typing.final
+class OneTimeCodeRequested(_message.Message):
+    """A one-time code for messaging to deliver. Key: customer_id."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    DESTINATION_FIELD_NUMBER: _builtins.int
+    CODE_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    channel: _builtins.str
+    """"sms" or "email"."""
+    destination: _builtins.str
+    """E.164 phone or email address."""
+    code: _builtins.str
+    purpose: _builtins.str
+    """"sign_in", "password_reset", "verify"."""
+    language: _builtins.str
+    """BCP 47 language for the message ("fa", "hy", "en")."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        channel: _builtins.str = ...,
+        destination: _builtins.str = ...,
+        code: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        language: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "code", b"code", "customer_id", b"customer_id", "destination", b"destination", "expires_at", b"expires_at", "language", b"language", "purpose", b"purpose"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OneTimeCodeRequested: _TypeAlias = OneTimeCodeRequested  # noqa: Y015
+
+@_typing.final
+class EffectiveDateUpcoming(_message.Message):
+    """An effective date falls within the look-ahead window. Emitted once per date per year."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_ID_FIELD_NUMBER: _builtins.int
+    DATE_FIELD_NUMBER: _builtins.int
+    OCCURS_ON_FIELD_NUMBER: _builtins.int
+    DAYS_AHEAD_FIELD_NUMBER: _builtins.int
+    customer_id: _builtins.str
+    occurs_on: _builtins.str
+    """The Gregorian date it falls on this time, ISO 8601."""
+    days_ahead: _builtins.int
+    @_builtins.property
+    def date(self) -> Global___EffectiveDate: ...
+    def __init__(
+        self,
+        *,
+        customer_id: _builtins.str = ...,
+        date: Global___EffectiveDate | None = ...,
+        occurs_on: _builtins.str = ...,
+        days_ahead: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer_id", b"customer_id", "date", b"date", "days_ahead", b"days_ahead", "occurs_on", b"occurs_on"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EffectiveDateUpcoming: _TypeAlias = EffectiveDateUpcoming  # noqa: Y015

@@ -2,7 +2,8 @@
 
 A service's conftest provides one fixture, `service_spec` (its `ServiceSpec`); the plugin then
 hands out:
-- `database_url`: a fresh database `test_<service>` migrated to head (once per run);
+- `database_url`: a fresh database `test_<service>_<xdist worker><$VAFA_TEST_DB_SUFFIX>`
+  migrated to head (once per run);
 - `db`: a `Database` on it; `session`: a session inside a transaction rolled back after the test;
 - `kafka`: `KafkaSettings` with a topic prefix unique to this run, topics created;
 - `settings`: the service's settings pointed at both; `client`: an httpx client on the app;
@@ -89,7 +90,10 @@ async def _databases() -> AsyncIterator[dict[str, Database]]:
 async def db(service_spec: ServiceSpec, _databases: dict[str, Database]) -> Database:
     if service_spec.name not in _databases:
         worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        url = await recreate_database(f"test_{service_spec.name}_{worker}")
+        # Two checkouts testing the same service at once (git worktrees) set a suffix each, so
+        # neither drops the other's database mid-run.
+        suffix = os.environ.get("VAFA_TEST_DB_SUFFIX", "")
+        url = await recreate_database(f"test_{service_spec.name}_{worker}{suffix}")
         await asyncio.to_thread(upgrade, service_spec.service_dir, url)
         _databases[service_spec.name] = Database(url, pool_size=5)
     return _databases[service_spec.name]
