@@ -16,6 +16,7 @@ from vafa.events.v1.shop_orders_pb2 import (
     PLATFORM_STANDARD,
     PLATFORM_WOOCOMMERCE,
     OrderCancelled,
+    OrderFulfilled,
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
@@ -118,7 +119,17 @@ def test_shopify_event_type_comes_from_the_topic_not_the_body(fixture_bytes: Loa
     assert paid.message.order.financial_status == "voided"
 
 
-@pytest.mark.parametrize("topic", ["orders/updated", "orders/fulfilled", "products/create", ""])
+def test_shopify_fulfilled_is_order_fulfilled(fixture_bytes: Load) -> None:
+    data = body(fixture_bytes, "shopify_orders_paid.json")
+    result = n.shopify_event("orders/fulfilled", data, shop=SHOP)
+    assert isinstance(result, n.Normalised) and isinstance(result.message, OrderFulfilled)
+    assert result.type == "vafa.events.v1.OrderFulfilled"
+    paid = n.shopify_event("orders/paid", data, shop=SHOP)
+    assert isinstance(paid, n.Normalised)
+    assert result.message.order == paid.message.order  # the same order, another event
+
+
+@pytest.mark.parametrize("topic", ["orders/updated", "products/create", ""])
 def test_shopify_other_topics_are_ignored(fixture_bytes: Load, topic: str) -> None:
     result = n.shopify_event(topic, body(fixture_bytes, "shopify_orders_create.json"), shop=SHOP)
     assert isinstance(result, n.Ignored)
@@ -451,6 +462,13 @@ def vafa_order(**over: Any) -> dict[str, Any]:
 
 def envelope(type_: str, data: dict[str, Any]) -> dict[str, Any]:
     return {"type": type_, "timestamp": "2026-11-22T10:00:00Z", "data": data}
+
+
+def test_standard_order_fulfilled() -> None:
+    msg = StandardOrderWebhook.model_validate(envelope("order.fulfilled", vafa_order()))
+    result = n.standard_event(msg)
+    assert isinstance(result.message, OrderFulfilled)
+    assert result.order_ref == "standard:shop.example.am:9007199254740993"
 
 
 def test_standard_order_paid() -> None:

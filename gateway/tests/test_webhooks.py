@@ -181,9 +181,9 @@ async def test_shopify_other_topics_are_ignored_but_still_need_a_signature(
 ) -> None:
     body = fixture_bytes("shopify_orders_create.json")
     mark = await orders.mark()
-    r = await post_shopify(gw, body, "orders/fulfilled", secrets.shopify)
+    r = await post_shopify(gw, body, "orders/updated", secrets.shopify)
     assert r.status_code == 202 and r.json()["status"] == "ignored"
-    r = await post_shopify(gw, body, "orders/fulfilled", "wrong")
+    r = await post_shopify(gw, body, "orders/updated", "wrong")
     assert_problem(r, 401)
     assert await orders.since(mark) == []
 

@@ -34,6 +34,7 @@ from vafa.events.v1.shop_orders_pb2 import (
     LineItem,
     Order,
     OrderCancelled,
+    OrderFulfilled,
     OrderPaid,
     OrderPlaced,
     OrderRefunded,
@@ -50,7 +51,7 @@ PLATFORM_NAMES = {
     PLATFORM_STANDARD: "standard",
 }
 
-OrderEvent = OrderPlaced | OrderPaid | OrderCancelled | OrderRefunded
+OrderEvent = OrderPlaced | OrderPaid | OrderFulfilled | OrderCancelled | OrderRefunded
 MAX_QUANTITY = 1_000_000
 
 
@@ -311,6 +312,7 @@ SHOPIFY_TOPICS: dict[str, str] = {
     "orders/create": "placed",
     "orders/paid": "paid",
     "orders/cancelled": "cancelled",
+    "orders/fulfilled": "fulfilled",
     "refunds/create": "refunded",
 }
 
@@ -540,6 +542,8 @@ def shopify_event(topic: str, body: Any, *, shop: str) -> Normalised | Ignored:
         return Normalised(OrderPlaced(order=order), order.order_ref)
     if kind == "paid":
         return Normalised(OrderPaid(order=order), order.order_ref)
+    if kind == "fulfilled":
+        return Normalised(OrderFulfilled(order=order), order.order_ref)
     b, base = _unwrap(body, "order")
     return Normalised(
         OrderCancelled(order=order, reason=_str(b, "cancel_reason", base)), order.order_ref
@@ -753,6 +757,7 @@ def standard_event(webhook: StandardOrderWebhook) -> Normalised:
     builders: dict[str, Callable[[], Message]] = {
         "order.placed": lambda: OrderPlaced(order=order),
         "order.paid": lambda: OrderPaid(order=order),
+        "order.fulfilled": lambda: OrderFulfilled(order=order),
         "order.cancelled": lambda: OrderCancelled(order=order, reason=data.cancel_reason),
     }
     if webhook.type in builders:

@@ -145,7 +145,7 @@ def _iso(value: str | None) -> datetime | None:
     summary="Receive a Shopify order or refund webhook",
     description=(
         "Topics orders/create, orders/paid, orders/cancelled and refunds/create become "
-        "OrderPlaced, OrderPaid, OrderCancelled and OrderRefunded on `shop.orders.v1`; the event "
+        "OrderPlaced, OrderPaid, OrderFulfilled, OrderCancelled and OrderRefunded on `shop.orders.v1`; the event "
         "type comes from `X-Shopify-Topic`, never from the body. Other topics are acknowledged "
         "and ignored. The body is the order (or refund) resource exactly as Shopify sends it. "
         "A refund's amount is the sum of its successful refund transactions; as the refund has "
@@ -305,7 +305,7 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, str]]:
         "For shops without a platform plug-in: a Standard Webhooks message (`webhook-id`, "
         "`webhook-timestamp`, `webhook-signature`; the signature is checked with the reference "
         "library and a message more than 5 minutes old or new is refused). `type` "
-        "order.placed | order.paid | order.cancelled | order.refunded with `data` in the Vafa "
+        "order.placed | order.paid | order.fulfilled | order.cancelled | order.refunded with `data` in the Vafa "
         "order schema (`VafaOrder`, money in integer minor units). Other types are "
         "acknowledged and ignored."
     ),

@@ -3,8 +3,8 @@
 A shop platform without a Vafa plug-in of its own (a custom storefront, a headless shop, an
 ERP) sends orders as Standard Webhooks (https://www.standardwebhooks.com): the envelope
 `{type, timestamp, data}` signed with `webhook-id`, `webhook-timestamp` and
-`webhook-signature`. `type` is one of `order.placed`, `order.paid`, `order.cancelled`,
-`order.refunded`, and `data` is a `VafaOrder`. Money is always an integer in the currency's
+`webhook-signature`. `type` is one of `order.placed`, `order.paid`, `order.fulfilled`,
+`order.cancelled`, `order.refunded`, and `data` is a `VafaOrder`. Money is always an integer in the currency's
 minor units (cents for USD, rials for IRR, luma for AMD) next to the order's ISO 4217
 `currency`; there are no decimal strings and no floats. Ids may be strings or integers and are
 kept as strings (integers are read exactly, whatever their size).
@@ -29,7 +29,13 @@ from pydantic import (
 
 from vafa.kit.money import MoneyError, exponent
 
-ORDER_TYPES = ("order.placed", "order.paid", "order.cancelled", "order.refunded")
+ORDER_TYPES = (
+    "order.placed",
+    "order.paid",
+    "order.fulfilled",
+    "order.cancelled",
+    "order.refunded",
+)
 
 
 def _id_to_str(value: Any) -> Any:
@@ -141,7 +147,9 @@ class VafaOrder(_Strict):
 class StandardOrderWebhook(_Strict):
     """A Standard Webhooks message carrying a Vafa order."""
 
-    type: Literal["order.placed", "order.paid", "order.cancelled", "order.refunded"]
+    type: Literal[
+        "order.placed", "order.paid", "order.fulfilled", "order.cancelled", "order.refunded"
+    ]
     timestamp: AwareDatetime
     data: VafaOrder
 
