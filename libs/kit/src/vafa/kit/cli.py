@@ -1,11 +1,12 @@
-"""`python -m vafa.<service> api|worker|migrate`: the same three commands for every service."""
+"""`python -m vafa.<service> api|worker|migrate`: the same three commands for every service,
+plus any operator commands a service adds (`python -m vafa.loyalty reconcile`)."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,13 @@ class ServiceSpec:
     worker: Callable[[ServiceSettings, asyncio.Event | None], Coroutine[Any, Any, None]]
     # services/<name>: holds alembic.ini and migrations/.
     service_dir: Path
+    # Extra operator commands: name -> async (settings, args) -> exit code.
+    commands: Mapping[str, Callable[[ServiceSettings, list[str]], Coroutine[Any, Any, int]]] = (
+        field(default_factory=dict)
+    )
 
 
-USAGE = "usage: python -m vafa.{name} api | worker | migrate"
+USAGE = "usage: python -m vafa.{name} api | worker | migrate{extra}"
 
 
 def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
@@ -52,6 +57,9 @@ def main(spec: ServiceSpec, argv: list[str] | None = None) -> None:
         from vafa.kit.migrations import upgrade
 
         upgrade(spec.service_dir, settings.database_url)
+    elif command in spec.commands:
+        sys.exit(asyncio.run(spec.commands[command](settings, args[1:])))
     else:
-        print(USAGE.format(name=spec.name), file=sys.stderr)
+        extra = "".join(f" | {c}" for c in spec.commands)
+        print(USAGE.format(name=spec.name, extra=extra), file=sys.stderr)
         sys.exit(2)
