@@ -33,3 +33,14 @@ async def claim_many(session: AsyncSession, *, consumer: str, event_ids: list[st
     unique = list(dict.fromkeys(event_ids))
     result = await session.execute(_CLAIM_MANY, {"consumer": consumer, "ids": unique})
     return set(result.scalars())
+
+
+_PURGE = text("DELETE FROM inbox WHERE processed_at < now() - make_interval(days => :days)")
+
+
+async def purge(session: AsyncSession, *, older_than_days: int) -> int:
+    """Forgets event ids processed more than `older_than_days` ago; returns how many. Keep the
+    window longer than any redelivery can arrive (Kafka retention, a shop's webhook retries):
+    an id forgotten is an id that could apply twice."""
+    result = await session.execute(_PURGE, {"days": older_than_days})
+    return int(getattr(result, "rowcount", 0) or 0)

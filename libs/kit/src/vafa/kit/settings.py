@@ -46,6 +46,9 @@ class ServiceSettings(BaseSettings):
     # Services accept identity headers only from the gateway: it proves itself with this token.
     internal_token: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_INTERNAL_TOKEN")
     max_body_bytes: int = 1_048_576
+    # The worker forgets inbox ids after this many days (0: never). Longer than the topics'
+    # retention and the shops' webhook retry horizon, so no redelivery outlives its id.
+    inbox_retention_days: int = Field(default=30, ge=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
     def model_post_init(self, __context: object) -> None:

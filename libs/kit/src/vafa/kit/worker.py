@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaProducer
 from google.protobuf.message import Message
 from prometheus_client import start_http_server
 
+from vafa.kit import inbox
 from vafa.kit.consumer import BatchHandler, Consumer, Handler
 from vafa.kit.db import Database
 from vafa.kit.kafka import make_producer
@@ -77,6 +78,13 @@ async def _periodic(job: Periodic, ctx: WorkerContext, stop: asyncio.Event) -> N
             log.exception("periodic_job_failed", job=job.name)
 
 
+async def purge_inbox(ctx: WorkerContext) -> None:
+    async with ctx.db.sessionmaker() as session, session.begin():
+        removed = await inbox.purge(session, older_than_days=ctx.settings.inbox_retention_days)
+    if removed:
+        log.info("inbox_purged", removed=removed)
+
+
 async def run_worker(
     settings: ServiceSettings,
     *,
@@ -104,6 +112,8 @@ async def run_worker(
     tasks += [
         asyncio.create_task(sub.consumer(ctx).run(stop), name=sub.name) for sub in subscriptions
     ]
+    if subscriptions and settings.inbox_retention_days:
+        periodic = [*periodic, Periodic("inbox-retention", 3600.0, purge_inbox)]
     tasks += [asyncio.create_task(_periodic(job, ctx, stop), name=job.name) for job in periodic]
     log.info(
         "worker_started",
