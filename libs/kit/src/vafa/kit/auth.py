@@ -41,10 +41,11 @@ ANONYMOUS = Principal("anonymous", "")
 
 def principal_from_headers(request: Request) -> Principal:
     expected = request.app.state.settings.internal_token.get_secret_value()
-    if expected:
-        given = request.headers.get(INTERNAL_TOKEN_HEADER, "")
-        if not hmac.compare_digest(given.encode(), expected.encode()):
-            return ANONYMOUS
+    given = request.headers.get(INTERNAL_TOKEN_HEADER, "")
+    # Fail closed: a service without a token configured trusts no identity header at all, so a
+    # forgotten secret leaves only the public routes open, never every route.
+    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+        return ANONYMOUS
     raw = request.headers.get(PRINCIPAL_HEADER, "")
     kind, _, ident = raw.partition(":")
     if kind not in ("staff", "shop", "member") or not ident:

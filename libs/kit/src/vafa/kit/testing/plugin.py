@@ -99,6 +99,10 @@ async def db(service_spec: ServiceSpec, _databases: dict[str, Database]) -> Data
     return _databases[service_spec.name]
 
 
+# What the `settings` fixture sets as VAFA_INTERNAL_TOKEN and `principal_headers` presents.
+TEST_INTERNAL_TOKEN = "test-internal-token"
+
+
 @pytest.fixture
 def database_url(db: Database) -> str:
     return db.url
@@ -107,7 +111,11 @@ def database_url(db: Database) -> str:
 @pytest.fixture
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
     return service_spec.settings(
-        database_url=database_url, kafka=kafka, log_json=False, worker_metrics_port=0
+        database_url=database_url,
+        kafka=kafka,
+        log_json=False,
+        worker_metrics_port=0,
+        VAFA_INTERNAL_TOKEN=TEST_INTERNAL_TOKEN,
     )
 
 
@@ -156,5 +164,9 @@ async def worker(
 def principal_headers(
     kind: str = "staff", ident: str = "tester", roles: str = "admin"
 ) -> dict[str, str]:
-    """Identity headers as the gateway would send them (tests run without an internal token)."""
-    return {"x-vafa-principal": f"{kind}:{ident}", "x-vafa-roles": roles}
+    """Identity headers as the gateway sends them, proven with the test run's internal token."""
+    return {
+        "x-vafa-principal": f"{kind}:{ident}",
+        "x-vafa-roles": roles,
+        "x-vafa-internal-token": TEST_INTERNAL_TOKEN,
+    }
