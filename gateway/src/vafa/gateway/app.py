@@ -69,6 +69,13 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         await publisher.start()
         warm_up = asyncio.create_task(directory.warm_up(), name="openapi-warm-up")
         log.info("gateway_started", port=settings.port, services=list(settings.services))
+        if not settings.internal_token.get_secret_value():
+            # The services fail closed without it: say so at once rather than on every 401.
+            log.warning(
+                "internal_token_missing",
+                detail="VAFA_INTERNAL_TOKEN is empty: services will treat every caller as "
+                "anonymous and answer 401 on all but public routes.",
+            )
         try:
             yield
         finally:
