@@ -4,10 +4,13 @@ across locations by priority, all or nothing with a precise 409, idempotent."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from sqlalchemy import text
 
+from vafa.inventory.stock import batch
+from vafa.inventory.stock.rules import InsufficientStock, Reserve
 from vafa.kit.db import Database
 
 from .helpers import ADMIN, SHOP, assert_ledger_is_the_stock, unique
@@ -213,3 +216,45 @@ async def test_reservation_problems(client: httpx.AsyncClient) -> None:
         headers={},
     )
     assert r.status_code == 401
+
+
+async def test_concurrent_transactions_without_the_combiner_never_oversell(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """The database alone serialises the last units: 200 reservations, each its own session and
+    transaction (as several API processes would run them), for 10 units at two locations."""
+    sku = unique("LOCKS")
+    await _receive(client, "default", sku, 7)
+    other = unique("loc")
+    await _location(client, other, 500)
+    await _receive(client, other, sku, 3)
+    expires = datetime.now(UTC) + timedelta(minutes=5)
+
+    async def reserve(i: int) -> bool:
+        command = Reserve(f"{sku}:tx:{i}", [(sku, 1)], expires, strict=True)
+        async with db.sessionmaker() as s, s.begin():
+            try:
+                await batch.apply(s, [command], default_threshold=5)
+            except InsufficientStock as exc:
+                assert exc.shortages[0].available == 0
+                raise
+        return True
+
+    results = await asyncio.gather(*(reserve(i) for i in range(200)), return_exceptions=True)
+    assert sum(r is True for r in results) == 10
+    assert all(r is True or isinstance(r, InsufficientStock) for r in results)
+    async with db.sessionmaker() as s:
+        await assert_ledger_is_the_stock(s, sku)
+        totals = (
+            await s.execute(
+                text("SELECT on_hand, reserved FROM stock_items WHERE sku = :s"), {"s": sku}
+            )
+        ).one()
+        assert tuple(totals) == (10, 10)
+        claims = (
+            await s.execute(
+                text("SELECT count(*) FROM reservations WHERE order_ref LIKE :p"),
+                {"p": f"{sku}:tx:%"},
+            )
+        ).scalar_one()
+        assert claims == 10  # a refused transaction rolled back its claim

@@ -3,6 +3,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from vafa.inventory.reservations import service
+from vafa.inventory.reservations.combiner import Combiner
 from vafa.inventory.reservations.schemas import ReservationCreate, ReservationRead
 from vafa.kit.auth import Principal, StaffRead, require
 from vafa.kit.db import SessionDep
@@ -12,6 +13,17 @@ router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 OrderRef = Annotated[str, Path(min_length=1, max_length=200, description="The order's id.")]
 # The shop's checkout (and staff acting for it) reserve; members order through the shop.
 Writer = Annotated[Principal, require("shop", "marketer")]
+
+
+def _combiner(request: Request) -> Combiner:
+    """One per app (per process), made on first use."""
+    state = request.app.state
+    combiner: Combiner | None = getattr(state, "reservation_combiner", None)
+    if combiner is None:
+        combiner = state.reservation_combiner = Combiner(
+            state.db, default_threshold=int(state.settings.default_low_stock_threshold)
+        )
+    return combiner
 
 
 def _settings(request: Request) -> tuple[int, int]:
@@ -32,11 +44,10 @@ async def create_reservation(
     response: Response,
     principal: Writer,
 ) -> ReservationRead:
-    threshold, hold = _settings(request)
+    _threshold, hold = _settings(request)
     reservation, created = await service.create(
-        session, body, default_threshold=threshold, hold_seconds=hold, source=principal.kind
+        session, body, combiner=_combiner(request), hold_seconds=hold, source=principal.kind
     )
-    await session.commit()
     if not created:
         response.status_code = 200
         response.headers["Idempotent-Replayed"] = "true"

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vafa.inventory.reservations.combiner import Combiner
 from vafa.inventory.reservations.schemas import (
     AllocationRead,
     ReservationCreate,
@@ -16,7 +17,14 @@ from vafa.inventory.reservations.schemas import (
     ReservationRead,
 )
 from vafa.inventory.stock import batch, rules
-from vafa.inventory.stock.rules import Command, Confirm, InsufficientStock, Release, Reserve
+from vafa.inventory.stock.rules import (
+    Command,
+    Confirm,
+    InsufficientStock,
+    Order,
+    Release,
+    Reserve,
+)
 from vafa.inventory.stock.service import InsufficientStockProblem
 from vafa.kit.errors import Conflict, NotFound
 
@@ -78,22 +86,50 @@ async def _run(session: AsyncSession, command: Command, *, default_threshold: in
     return result.outcomes[0].changed
 
 
+def _from_book(order: Order) -> ReservationRead:
+    """The reservation as the unit of work that made it wrote it (what `get` would read)."""
+    allocations: dict[str, list[AllocationRead]] = {}
+    for (sku, loc), held in order.held.items():  # in allocation order
+        allocations.setdefault(sku, []).append(AllocationRead(location_id=loc, held=held, sold=0))
+    assert order.created_at is not None and order.now is not None
+    return ReservationRead(
+        order_ref=order.order_ref,
+        state="held",
+        source=order.source,
+        expires_at=order.expires_at,
+        created_at=order.created_at,
+        updated_at=order.now,
+        lines=[
+            ReservationLineRead(
+                sku=sku,
+                requested=requested,
+                allocated=allocated,
+                allocations=allocations.get(sku, []),
+            )
+            for sku, (requested, allocated) in sorted(order.lines.items())
+        ],
+    )
+
+
 async def create(
     session: AsyncSession,
     body: ReservationCreate,
     *,
-    default_threshold: int,
+    combiner: Combiner,
     hold_seconds: int,
     source: str,
 ) -> tuple[ReservationRead, bool]:
     """Holds the lines; (reservation, created). The same request again returns the existing
-    reservation; another request under the same order_ref is a 409."""
+    reservation; another request under the same order_ref is a 409. The hold itself is made by
+    the combiner, together with the other requests waiting at that moment."""
     lines = rules.merge_lines([(li.sku, li.quantity) for li in body.lines])
     expires = datetime.now(UTC) + timedelta(seconds=body.hold_seconds or hold_seconds)
     command = Reserve(body.order_ref, lines, expires, source=source, strict=True, note="api")
-    created = await _run(session, command, default_threshold=default_threshold)
-    if created:
-        return await get(session, body.order_ref), True
+    outcome, order = await combiner.reserve(command)
+    if outcome.refused is not None:
+        raise InsufficientStockProblem(outcome.refused)
+    if outcome.changed:
+        return _from_book(order), True
     existing = await get(session, body.order_ref)
     if sorted((li.sku, li.requested) for li in existing.lines) != sorted(lines):
         raise Conflict(

@@ -59,7 +59,7 @@ _CLAIM_ORDERS = text(
     "INSERT INTO reservations (order_ref, state) "
     "SELECT r, 'new' FROM unnest(CAST(:refs AS text[])) AS r "
     "ON CONFLICT (order_ref) DO UPDATE SET order_ref = EXCLUDED.order_ref "
-    "RETURNING order_ref, state, expires_at, source"
+    "RETURNING order_ref, state, expires_at, source, created_at, now()"
 )
 _ORDER_LEDGER = text(
     "SELECT order_ref, sku, location_id, sum(reserved_delta), "
@@ -114,6 +114,9 @@ WITH m AS (
     CAST(:r_expires AS timestamptz[]), CAST(:r_sources AS text[]))
     AS v(order_ref, state, expires_at, source)
   WHERE r.order_ref = v.order_ref
+  RETURNING 1
+), dr AS (
+  DELETE FROM reservations WHERE order_ref = ANY(CAST(:drop_refs AS text[])) AND state = 'new'
   RETURNING 1
 ), rl AS (
   INSERT INTO reservation_lines (order_ref, sku, requested, allocated)
@@ -176,6 +179,7 @@ async def apply(
     default_threshold: int,
     default_location: str = DEFAULT_LOCATION,
     traceparents: Sequence[str | None] | None = None,
+    refuse_softly: bool = False,
 ) -> Result:
     """Applies the commands in order as one unit of work (the caller commits). Raises
     `rules.InsufficientStock` / `rules.StateConflict` from a strict command, having written
@@ -196,8 +200,11 @@ async def apply(
 
     orders: dict[str, Order] = {}
     if claim:
-        for ref, state, expires_at, source in await session.execute(_CLAIM_ORDERS, {"refs": claim}):
-            orders[ref] = Order(ref, state, expires_at, source)
+        for ref, state, expires_at, source, created_at, now in await session.execute(
+            _CLAIM_ORDERS, {"refs": claim}
+        ):
+            # now(): the transaction's time, which the write stamps as updated_at.
+            orders[ref] = Order(ref, state, expires_at, source, created_at=created_at, now=now)
     ledger_refs = [r for r in ledger_refs if r not in orders or orders[r].state != rules.NEW]
     sold_by: dict[str, Order] = {}
     if ledger_refs:
@@ -231,7 +238,14 @@ async def apply(
     if keys:
         existing = set((await session.execute(_EXISTING_KEYS, {"keys": keys})).scalars())
 
-    book = Book(items, orders, default_threshold, default_location, applied_keys=existing)
+    book = Book(
+        items,
+        orders,
+        default_threshold,
+        default_location,
+        applied_keys=existing,
+        refuse_softly=refuse_softly,
+    )
     outcomes = []
     for i, command in enumerate(commands):
         book.cause = i
@@ -251,7 +265,9 @@ async def _write(session: AsyncSession, book: Book, claimed: list[str]) -> None:
     # A claim that no command moved on (a strict command refused, or nothing applied) is
     # rolled back by the caller; one that stays `new` here is an order event's tombstone.
     lines = [(o.order_ref, sku, req, alloc) for o in dirty for sku, (req, alloc) in o.lines.items()]
-    if not (moved or levels or item_skus or dirty):
+    # Claims of refused reservations: nothing of them may remain.
+    drop = sorted(r for r in book.refused_claims if book.orders[r].state == rules.NEW)
+    if not (moved or levels or item_skus or dirty or drop):
         return
     items = book.items
     await session.execute(
@@ -279,6 +295,7 @@ async def _write(session: AsyncSession, book: Book, claimed: list[str]) -> None:
             "r_states": [o.state for o in dirty],
             "r_expires": [o.expires_at for o in dirty],
             "r_sources": [o.source for o in dirty],
+            "drop_refs": drop,
             "rl_refs": [r for r, _, _, _ in lines],
             "rl_skus": [s for _, s, _, _ in lines],
             "rl_requested": [q for _, _, q, _ in lines],

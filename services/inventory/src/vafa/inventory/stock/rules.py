@@ -112,6 +112,8 @@ class Order:
     # Written back: the state, and the lines requested by a hold made in this unit of work.
     dirty: bool = False
     lines: dict[str, tuple[int, int]] = field(default_factory=dict)
+    created_at: datetime | None = None
+    now: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +245,8 @@ class Outcome:
 
     changed: bool
     state: str | None = None
+    # A strict reservation refused in a combined unit of work (`Book.refuse_softly`).
+    refused: list[Shortage] | None = None
 
 
 def merge_lines(lines: Lines) -> list[tuple[str, int]]:
@@ -271,6 +275,10 @@ class Book:
     events: list[tuple[int, str, Message]] = field(default_factory=list)
     back_in_stock: dict[str, tuple[int, int]] = field(default_factory=dict)
     cause: int = 0
+    # Combined API reservations: a refused one is an outcome (its claim dropped), not an
+    # exception that would fail the others.
+    refuse_softly: bool = False
+    refused_claims: set[str] = field(default_factory=set)
     touched_levels: set[tuple[str, str]] = field(default_factory=set)
     touched_items: set[str] = field(default_factory=set)
 
@@ -442,9 +450,17 @@ class Book:
         if isinstance(command, Reserve):
             if order.state != NEW:
                 return Outcome(False, order.state)
+            try:
+                self._hold(
+                    order, command.lines, strict=command.strict, key="hold", note=command.note
+                )
+            except InsufficientStock as exc:
+                if not self.refuse_softly:
+                    raise
+                self.refused_claims.add(order.order_ref)
+                return Outcome(False, None, refused=exc.shortages)
             order.expires_at = command.expires_at
             order.source = command.source
-            self._hold(order, command.lines, strict=command.strict, key="hold", note=command.note)
             self._set_state(order, HELD)
             return Outcome(True, HELD)
         if isinstance(command, Confirm):
