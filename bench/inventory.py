@@ -10,8 +10,10 @@ gateway on --gateway-port (fronting only this inventory), against a database of 
 1. Reservations/s: N reservations (1-3 lines of one unit, SKUs drawn from a small hot set, so
    every request contends for the same row locks) from C concurrent connections, straight to the
    inventory API (POST /v1/reservations). Raw baseline: asyncpg running the same statements
-   (claim, lock, levels, the one write, the outbox insert and NOTIFY) in one transaction per
-   reservation, from C connections, on another hot set of the same size.
+   (claim, lock, levels, the one write, the outbox insert and NOTIFY), combining the
+   reservations waiting at a moment into one transaction as the service does; and the same one
+   transaction per reservation, from C connections; both on a hot set of the same size beside
+   the service's.
 2. Bulk availability p50/p99: POST /v1/availability for 100 random SKUs (of --catalogue seeded),
    one request at a time, through the gateway; beside the same against the API directly, and the
    raw asyncpg query alone.
@@ -144,10 +146,12 @@ async def reserve_via_api(
 
 
 async def reserve_raw(
-    dsn: str, bodies: list[dict[str, Any]], concurrency: int, *, notify: bool = True
+    dsn: str, bodies: list[dict[str, Any]], concurrency: int, *, combine: bool
 ) -> dict[str, Any]:
-    """The same statements the service runs for one reservation at one location, with the
-    least Python between them: no ORM, no HTTP, no event encoding."""
+    """The same statements the service runs for reservations at one location, with the least
+    Python between them: no ORM, no HTTP, no event encoding. `combine`: as the service's
+    combiner, the reservations waiting at a moment go through one transaction together;
+    otherwise one transaction each."""
     claim = asyncpg_sql(batch._CLAIM_ORDERS)
     lock = asyncpg_sql(batch._LOCK_ITEMS)
     levels = asyncpg_sql(batch._LEVELS)
@@ -158,70 +162,96 @@ async def reserve_raw(
     )
     pool = await asyncpg.create_pool(
         dsn.replace("postgresql+asyncpg://", "postgresql://"),
-        min_size=concurrency,
-        max_size=concurrency,
+        min_size=2 if combine else concurrency,
+        max_size=2 if combine else concurrency,
     )
     latencies: list[float] = []
     failed = 0
     queue = list(reversed(bodies))
 
-    async def one(body: dict[str, Any]) -> None:
+    async def group(taken: list[dict[str, Any]]) -> None:
         nonlocal failed
-        ref = body["order_ref"]
-        skus = sorted(line["sku"] for line in body["lines"])
+        refs = sorted(b["order_ref"] for b in taken)
+        skus = sorted({line["sku"] for b in taken for line in b["lines"]})
         async with pool.acquire() as conn, conn.transaction():
-            await conn.fetch(claim[0], *bind(claim, {"refs": [ref]}))
-            locked = await conn.fetch(lock[0], *bind(lock, {"skus": skus}))
+            await conn.fetch(claim[0], *bind(claim, {"refs": refs}))
+            locked = {r[0] for r in await conn.fetch(lock[0], *bind(lock, {"skus": skus}))}
             rows = await conn.fetch(levels[0], *bind(levels, {"skus": skus}))
-            level = {r[0]: (r[2], r[3]) for r in rows if r[1] == "default"}
-            if len(locked) != len(skus) or any(level[s][0] - level[s][1] < 1 for s in skus):
-                failed += 1
-                raise Refused  # rolls back
-            n = len(skus)
+            level = {r[0]: [r[2], r[3]] for r in rows if r[1] == "default"}
+            held, moved, refused = [], [], []
+            for b in taken:
+                want = sorted(line["sku"] for line in b["lines"])
+                if any(s not in locked or level[s][0] - level[s][1] < 1 for s in want):
+                    refused.append(b["order_ref"])
+                    continue
+                held.append(b)
+                for s in want:
+                    level[s][1] += 1
+                    moved.append((b["order_ref"], s))
+            failed += len(refused)
+            touched = sorted({s for _, s in moved})
+            n = len(moved)
             params = {
-                "m_keys": [f"hold:{ref}:{s}:default" for s in skus],
-                "m_skus": skus,
+                "m_keys": [f"hold:{ref}:{s}:default" for ref, s in moved],
+                "m_skus": [s for _, s in moved],
                 "m_locs": ["default"] * n,
                 "m_deltas": [0] * n,
                 "m_rdeltas": [1] * n,
                 "m_kinds": ["reserve"] * n,
-                "m_refs": [ref] * n,
+                "m_refs": [ref for ref, _ in moved],
                 "m_authors": [None] * n,
                 "m_notes": ["api"] * n,
-                "l_skus": skus,
-                "l_locs": ["default"] * n,
-                "l_on_hand": [level[s][0] for s in skus],
-                "l_reserved": [level[s][1] + 1 for s in skus],
-                "i_skus": skus,
-                "i_on_hand": [level[s][0] for s in skus],
-                "i_reserved": [level[s][1] + 1 for s in skus],
-                "i_status": ["in_stock"] * n,
-                "i_thresholds": [None] * n,
-                "r_refs": [ref],
-                "r_states": ["held"],
-                "r_expires": [None],
-                "r_sources": ["bench"],
-                "rl_refs": [ref] * n,
-                "rl_skus": skus,
+                "l_skus": touched,
+                "l_locs": ["default"] * len(touched),
+                "l_on_hand": [level[s][0] for s in touched],
+                "l_reserved": [level[s][1] for s in touched],
+                "i_skus": touched,
+                "i_on_hand": [level[s][0] for s in touched],
+                "i_reserved": [level[s][1] for s in touched],
+                "i_status": ["in_stock"] * len(touched),
+                "i_thresholds": [None] * len(touched),
+                "r_refs": [b["order_ref"] for b in held],
+                "r_states": ["held"] * len(held),
+                "r_expires": [None] * len(held),
+                "r_sources": ["bench"] * len(held),
+                "drop_refs": refused,
+                "rl_refs": [ref for ref, _ in moved],
+                "rl_skus": [s for _, s in moved],
                 "rl_requested": [1] * n,
                 "rl_allocated": [1] * n,
             }
             await conn.fetch(write[0], *bind(write, params))
             await conn.executemany(
                 outbox_sql,
-                [(str(uuid.uuid4()), "inventory.stock.v1", s, "[]", b"x" * 120) for s in skus],
+                [(str(uuid.uuid4()), "inventory.stock.v1", s, "[]", b"x" * 120) for _, s in moved],
             )
-            if notify:  # the kit's outbox wakes its relay with one NOTIFY per transaction
-                await conn.execute("SELECT pg_notify('vafa_outbox', '')")
+            # The kit's outbox wakes its relay with one NOTIFY per transaction.
+            await conn.execute("SELECT pg_notify('vafa_outbox', '')")
+
+    waiting: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+    drainer: asyncio.Task[None] | None = None
+
+    async def drain() -> None:
+        while waiting:
+            taken = waiting[:200]
+            del waiting[:200]
+            await group([b for b, _ in taken])
+            for _, f in taken:
+                f.set_result(None)
 
     async def worker() -> None:
+        nonlocal drainer
         while queue:
             body = queue.pop()
             t = time.perf_counter()
-            try:
-                await one(body)
-            except Refused:
-                pass
+            if combine:
+                f: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                waiting.append((body, f))
+                if drainer is None or drainer.done():
+                    drainer = asyncio.create_task(drain())
+                await f
+            else:
+                await group([body])
             latencies.append(time.perf_counter() - t)
 
     start_t = time.perf_counter()
@@ -347,15 +377,16 @@ async def main() -> None:
         console.print(f"seeded {len(hot) * 2} hot SKUs, {len(catalogue)} catalogue SKUs")
 
         raw_res = await reserve_raw(
-            dsn, orders(args.reservations, raw_hot, rng, f"raw{run}"), args.concurrency
-        )
-        # The same without the NOTIFY: PostgreSQL serialises the commits of notifying
-        # transactions (one queue lock, held through the commit's WAL flush).
-        quiet_res = await reserve_raw(
             dsn,
-            orders(args.reservations, raw_hot, rng, f"quiet{run}"),
+            orders(args.reservations, raw_hot, rng, f"raw{run}"),
             args.concurrency,
-            notify=False,
+            combine=True,
+        )
+        single_res = await reserve_raw(
+            dsn,
+            orders(args.reservations, raw_hot, rng, f"single{run}"),
+            args.concurrency,
+            combine=False,
         )
         api_res = await reserve_via_api(
             api, shop, orders(args.reservations, hot, rng, run), args.concurrency
@@ -390,10 +421,10 @@ async def main() -> None:
         "",
     )
     table.add_row(
-        "raw reservations/s without the outbox NOTIFY",
-        f"{quiet_res['per_s']:,.0f}",
+        "raw reservations/s, one transaction each (no combining)",
+        f"{single_res['per_s']:,.0f}",
         "",
-        f"{api_res['per_s'] / quiet_res['per_s']:.2f}",
+        f"{api_res['per_s'] / single_res['per_s']:.2f}",
     )
     table.add_row("reservation outcomes", str(raw_res["codes"]), str(api_res["codes"]), "")
     table.add_row(
@@ -415,7 +446,7 @@ async def main() -> None:
         json.dumps(
             {
                 "args": vars(args),
-                "reservations": {"raw": raw_res, "raw_no_notify": quiet_res, "api": api_res},
+                "reservations": {"raw": raw_res, "raw_single": single_res, "api": api_res},
                 "availability_ms": {
                     "raw": [pct(raw_av, 50) * 1000, pct(raw_av, 99) * 1000],
                     "api": [pct(api_av, 50) * 1000, pct(api_av, 99) * 1000],

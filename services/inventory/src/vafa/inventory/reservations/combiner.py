@@ -50,6 +50,8 @@ class Combiner:
 
     async def _drain(self) -> None:
         while self._queue:
+            # One turn of the event loop: requests already parsed in this turn join the unit.
+            await asyncio.sleep(0)
             taken, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
             try:
                 results = await self._apply(taken)
