@@ -114,8 +114,10 @@ def orders(n: int, hot: list[str], rng: random.Random, run: str) -> list[dict[st
 
 
 async def reserve_via_api(
-    base: str, headers: dict[str, str], bodies: list[dict[str, Any]], concurrency: int
+    bases: list[str], headers: dict[str, str], bodies: list[dict[str, Any]], concurrency: int
 ) -> dict[str, Any]:
+    """Worker i sends to API process i mod len(bases), as a load balancer in front of replicas
+    would spread connections."""
     latencies: list[float] = []
     codes: dict[int, int] = {}
     queue = list(reversed(bodies))
@@ -125,7 +127,8 @@ async def reserve_via_api(
         headers=headers,
     ) as client:
 
-        async def worker() -> None:
+        async def worker(i: int) -> None:
+            base = bases[i % len(bases)]
             while queue:
                 body = queue.pop()
                 t = time.perf_counter()
@@ -135,7 +138,7 @@ async def reserve_via_api(
                 latencies.append(time.perf_counter() - t)
 
         start_t = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
         elapsed = time.perf_counter() - start_t
     return {
         "per_s": len(bodies) / elapsed,
@@ -321,6 +324,7 @@ async def main() -> None:
     ap.add_argument("--catalogue", type=int, default=5000, help="SKUs for availability")
     ap.add_argument("--availability-requests", type=int, default=1000)
     ap.add_argument("--api-port", type=int, default=18601)
+    ap.add_argument("--api-processes", type=int, default=1, help="inventory API replicas")
     ap.add_argument("--gateway-port", type=int, default=18602)
     args = ap.parse_args()
     rng = random.Random(7)
@@ -343,8 +347,15 @@ async def main() -> None:
     )
     others = ["profile", "loyalty", "segmentation", "messaging", "ticketing"]
     services = {**dict.fromkeys(others, ""), "inventory": f"http://127.0.0.1:{args.api_port}"}
+    # More API processes on the following odd ports (18603, ...): replicas, each with its own
+    # combiner, meeting on the row locks. The gateway fronts the first.
+    extra_ports = [args.api_port + 2 * (k + 1) for k in range(args.api_processes - 1)]
     procs = [
         start([PY, "-m", "vafa.inventory", "api"], env),
+        *(
+            start([PY, "-m", "vafa.inventory", "api"], {**env, "VAFA_INVENTORY_PORT": str(port)})
+            for port in extra_ports
+        ),
         start(
             [PY, "-m", "vafa.gateway"],
             {
@@ -357,6 +368,7 @@ async def main() -> None:
         ),
     ]
     api = f"http://127.0.0.1:{args.api_port}"
+    apis = [api, *(f"http://127.0.0.1:{port}" for port in extra_ports)]
     gateway = f"http://127.0.0.1:{args.gateway_port}"
     shop = {
         "x-vafa-internal-token": token,
@@ -364,7 +376,8 @@ async def main() -> None:
         "x-vafa-roles": "shop",
     }
     try:
-        await wait_ready(f"{api}/readyz", "inventory API")
+        for base in apis:
+            await wait_ready(f"{base}/readyz", "inventory API")
         await wait_ready(f"{gateway}/healthz", "gateway")
 
         hot = [f"HOT-{run}-{i}" for i in range(args.hot_skus)]
@@ -389,7 +402,7 @@ async def main() -> None:
             combine=False,
         )
         api_res = await reserve_via_api(
-            api, shop, orders(args.reservations, hot, rng, run), args.concurrency
+            apis, shop, orders(args.reservations, hot, rng, run), args.concurrency
         )
 
         n = args.availability_requests
@@ -409,7 +422,8 @@ async def main() -> None:
     for col in ("figure", "raw asyncpg baseline", "Vafa", "Vafa / raw"):
         table.add_column(col, justify="right" if col != "figure" else "left")
     table.add_row(
-        f"reservations/s, {args.concurrency} concurrent, {args.hot_skus} hot SKUs",
+        f"reservations/s, {args.concurrency} concurrent, {args.hot_skus} hot SKUs, "
+        f"{args.api_processes} API process(es)",
         f"{raw_res['per_s']:,.0f}",
         f"{api_res['per_s']:,.0f}",
         f"{api_res['per_s'] / raw_res['per_s']:.2f}",
