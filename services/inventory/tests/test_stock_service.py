@@ -1,3 +1,5 @@
+from datetime import UTC, datetime, timedelta
+
 from google.protobuf.message import Message
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -5,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vafa.events.v1 import common_pb2, inventory_pb2, shop_orders_pb2
 from vafa.inventory.models import StockMovement
 from vafa.inventory.stock import batch, service
+from vafa.inventory.stock.rules import Reserve
 from vafa.inventory.stock.schemas import StockStatus
 from vafa.kit import cloudevents
 
@@ -214,3 +217,25 @@ def test_status_thresholds() -> None:
     assert service.status_of(-2, 5) is StockStatus.out_of_stock
     assert service.status_of(5, 5) is StockStatus.low_stock
     assert service.status_of(6, 5) is StockStatus.in_stock
+
+
+async def test_an_api_hold_is_the_one_the_order_events_confirm(session: AsyncSession) -> None:
+    await count(session, "H", 5)
+    ref = "shopify:s:api-then-events"
+    expires = datetime.now(UTC) + timedelta(minutes=15)
+    await batch.apply(
+        session, [Reserve(ref, [("H", 2)], expires, strict=True)], default_threshold=T
+    )
+    o = order(ref, ("1", "H", 2))
+    await apply(session, shop_orders_pb2.OrderPlaced(order=o))  # finds the hold: no change
+    item = await service.get_item(session, "H")
+    assert item is not None and (item.on_hand, item.reserved) == (5, 2)
+    await record_sale(session, o)
+    item = await service.get_item(session, "H")
+    assert item is not None and (item.on_hand, item.reserved) == (3, 0)
+    state = (
+        await session.execute(
+            text("SELECT state FROM reservations WHERE order_ref = :r"), {"r": ref}
+        )
+    ).scalar_one()
+    assert state == "confirmed"
