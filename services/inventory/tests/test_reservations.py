@@ -258,3 +258,30 @@ async def test_concurrent_transactions_without_the_combiner_never_oversell(
             )
         ).scalar_one()
         assert claims == 10  # a refused transaction rolled back its claim
+
+
+async def test_an_inactive_location_is_never_allocated(client: httpx.AsyncClient) -> None:
+    sku = unique("INACTIVE")
+    closed = unique("closed")
+    await _location(client, closed, 1)
+    await _receive(client, closed, sku, 5)
+    await _receive(client, "default", sku, 1)
+    r = await client.put(
+        f"/v1/locations/{closed}",
+        json={"name": "Closed", "kind": "store", "priority": 1, "active": False},
+        headers=ADMIN,
+    )
+    assert r.status_code == 200
+    r = await client.post(
+        "/v1/reservations",
+        json={"order_ref": unique("o"), "lines": [{"sku": sku, "quantity": 2}]},
+        headers=SHOP,
+    )
+    assert r.status_code == 409 and r.json()["items"][0]["available"] == 1
+    r = await client.post(
+        "/v1/reservations",
+        json={"order_ref": unique("o"), "lines": [{"sku": sku, "quantity": 1}]},
+        headers=SHOP,
+    )
+    assert r.status_code == 201
+    assert r.json()["lines"][0]["allocations"] == [{"location_id": "default", "held": 1, "sold": 0}]

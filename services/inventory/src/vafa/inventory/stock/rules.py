@@ -93,6 +93,11 @@ class Item:
     def available(self) -> int:
         return max(0, self.on_hand - self.reserved)
 
+    @property
+    def allocatable(self) -> int:
+        """Available units a hold can take: at the active locations only."""
+        return sum(self.available_at(loc) for loc in self.order)
+
     def available_at(self, location: str) -> int:
         lv = self.levels.get(location)
         return max(0, lv.on_hand - lv.reserved) if lv else 0
@@ -361,9 +366,9 @@ class Book:
         merged = [(sku, qty) for sku, qty in merge_lines(lines)]
         if strict:
             short = [
-                Shortage(sku, qty, self.items[sku].available if sku in self.items else 0)
+                Shortage(sku, qty, self.items[sku].allocatable if sku in self.items else 0)
                 for sku, qty in merged
-                if sku not in self.items or self.items[sku].available < qty
+                if sku not in self.items or self.items[sku].allocatable < qty
             ]
             if short:
                 raise InsufficientStock(short)
