@@ -239,3 +239,25 @@ async def test_an_api_hold_is_the_one_the_order_events_confirm(session: AsyncSes
         )
     ).scalar_one()
     assert state == "confirmed"
+
+
+async def test_a_cancelled_order_whose_hold_expired_is_not_sold_by_a_late_payment(
+    session: AsyncSession,
+) -> None:
+    await count(session, "E", 4)
+    o = order("shopify:s:expired-cancelled", ("1", "E", 2))
+    placed = shop_orders_pb2.Order()
+    placed.CopyFrom(o)
+    placed.placed_at.FromDatetime(datetime.now(UTC) - timedelta(days=1))
+    await apply(session, shop_orders_pb2.OrderPlaced(order=placed))
+    assert await batch.expire_holds(session, default_threshold=T) == 1
+    await record_cancellation(session, o)
+    await record_sale(session, o)  # the payment arrives after all: nothing is taken
+    item = await service.get_item(session, "E")
+    assert item is not None and (item.on_hand, item.reserved) == (4, 0)
+    state = (
+        await session.execute(
+            text("SELECT state FROM reservations WHERE order_ref = :r"), {"r": o.order_ref}
+        )
+    ).scalar_one()
+    assert state == "released"

@@ -499,8 +499,8 @@ class Book:
                             )
                         )
                         order.net_sold[(sku, loc)] = 0
-            elif order.state == NEW and not command.strict:
-                pass  # a tombstone: a late OrderPlaced or OrderPaid holds nothing
+            elif order.state in (NEW, EXPIRED) and not command.strict:
+                pass  # nothing held now; remembered, so a late OrderPlaced/OrderPaid holds nothing
             elif command.strict and order.state not in (RELEASED, EXPIRED):
                 raise StateConflict(order.order_ref, order.state)
             else:
