@@ -261,3 +261,22 @@ async def test_a_cancelled_order_whose_hold_expired_is_not_sold_by_a_late_paymen
         )
     ).scalar_one()
     assert state == "released"
+
+
+async def test_a_count_below_a_hold_never_lets_the_sale_go_below_zero(
+    session: AsyncSession,
+) -> None:
+    await count(session, "K", 5)
+    o = order("shopify:s:counted-short", ("1", "K", 4))
+    await apply(session, shop_orders_pb2.OrderPlaced(order=o))
+    await count(session, "K", 1)  # the shelf has one left, whatever was held
+    await record_sale(session, o)
+    item = await service.get_item(session, "K")
+    assert item is not None and (item.on_hand, item.reserved) == (0, 0)
+    assert await ledger_sum(session, "K") == 0
+    short = [
+        m
+        for m in await outbox_messages(session, "K")
+        if isinstance(m, inventory_pb2.ReservationShort)
+    ]
+    assert [(m.requested, m.allocated) for m in short] == [(4, 1)]

@@ -427,20 +427,31 @@ class Book:
 
     def _sell_held(self, order: Order, *, note: str) -> None:
         for (sku, loc), n in sorted(order.held.items()):
-            if n > 0:
-                m = Movement(
-                    f"sale:{order.order_ref}:{sku}:{loc}",
-                    sku,
-                    loc,
-                    -n,
-                    -n,
-                    SALE,
-                    order.order_ref,
-                    note=note,
-                )
-                if self._move(m):
-                    order.held[(sku, loc)] = 0
-                    order.net_sold[(sku, loc)] = order.net_sold.get((sku, loc), 0) + n
+            if n <= 0:
+                continue
+            # A count since the hold may have found fewer units than were held: the sale takes
+            # what is there, the whole hold is released, and the shortfall is said.
+            item = self.items.get(sku)
+            on_hand = item.levels[loc].on_hand if item and loc in item.levels else 0
+            sold = min(n, on_hand)
+            m = Movement(
+                f"sale:{order.order_ref}:{sku}:{loc}",
+                sku,
+                loc,
+                -sold,
+                -n,
+                SALE,
+                order.order_ref,
+                note=note,
+            )
+            if self._move(m):
+                order.held[(sku, loc)] = 0
+                order.net_sold[(sku, loc)] = order.net_sold.get((sku, loc), 0) + sold
+                if sold < n:
+                    short = inventory_pb2.ReservationShort(
+                        order_ref=order.order_ref, sku=sku, requested=n, allocated=sold
+                    )
+                    self.events.append((self.cause, sku, short))
 
     def _set_state(self, order: Order, state: str) -> None:
         order.state = state
