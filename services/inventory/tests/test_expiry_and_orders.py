@@ -98,13 +98,16 @@ async def test_an_expired_hold_is_released_by_the_worker_without_a_request(
         kinds = (
             await s.execute(
                 text(
-                    "SELECT reason, note, reserved_delta FROM stock_movements "
+                    "SELECT reason, note, reserved_delta, author FROM stock_movements "
                     "WHERE order_ref = :r ORDER BY id"
                 ),
                 {"r": api_ref},
             )
         ).all()
-    assert [tuple(k) for k in kinds] == [("reserve", "api", 3), ("release", "hold_expired", -3)]
+    assert [tuple(k) for k in kinds] == [
+        ("reserve", "api", 3, "shop:storefront"),
+        ("release", "hold_expired", -3, "system:hold-expiry"),
+    ]
     # Paid after its hold expired: reserves again and sells.
     await _send(settings, (shop_orders_pb2.OrderPaid(order=placed), unique("evt")))
 
@@ -160,13 +163,15 @@ async def test_order_events_twice_move_stock_once_and_cancel_releases_what_it_he
         rows = (
             await s.execute(
                 text(
-                    "SELECT order_ref, reason, delta, reserved_delta FROM stock_movements "
+                    "SELECT order_ref, reason, delta, reserved_delta, author FROM stock_movements "
                     "WHERE sku = :s AND order_ref IS NOT NULL ORDER BY id"
                 ),
                 {"s": sku},
             )
         ).all()
-    by_order = sorted(tuple(r) for r in rows)
+    # Each movement names the event that made it.
+    assert all(r.author.startswith("event:Order") for r in rows), rows
+    by_order = sorted(tuple(r)[:4] for r in rows)
     assert by_order == sorted(
         [
             (first, "reserve", 0, 2),

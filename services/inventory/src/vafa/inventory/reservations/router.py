@@ -46,7 +46,12 @@ async def create_reservation(
 ) -> ReservationRead:
     _threshold, hold = _settings(request)
     reservation, created = await service.create(
-        session, body, combiner=_combiner(request), hold_seconds=hold, source=principal.kind
+        session,
+        body,
+        combiner=_combiner(request),
+        hold_seconds=hold,
+        source=principal.kind,
+        author=principal.header_value(),
     )
     if not created:
         response.status_code = 200
@@ -67,10 +72,12 @@ async def get_reservation(
     summary="Confirm a hold: its units are sold (on hand and reserved both drop)",
 )
 async def confirm_reservation(
-    order_ref: OrderRef, session: SessionDep, request: Request, _: Writer
+    order_ref: OrderRef, session: SessionDep, request: Request, principal: Writer
 ) -> ReservationRead:
     threshold, _hold = _settings(request)
-    await service.confirm(session, order_ref, default_threshold=threshold)
+    await service.confirm(
+        session, order_ref, default_threshold=threshold, author=principal.header_value()
+    )
     await session.commit()
     return await service.get(session, order_ref)
 
@@ -81,9 +88,11 @@ async def confirm_reservation(
     summary="Release a hold: exactly what it holds becomes available again",
 )
 async def release_reservation(
-    order_ref: OrderRef, session: SessionDep, request: Request, _: Writer
+    order_ref: OrderRef, session: SessionDep, request: Request, principal: Writer
 ) -> ReservationRead:
     threshold, _hold = _settings(request)
-    await service.release(session, order_ref, default_threshold=threshold)
+    await service.release(
+        session, order_ref, default_threshold=threshold, author=principal.header_value()
+    )
     await session.commit()
     return await service.get(session, order_ref)

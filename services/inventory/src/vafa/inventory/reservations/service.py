@@ -118,13 +118,16 @@ async def create(
     combiner: Combiner,
     hold_seconds: int,
     source: str,
+    author: str,
 ) -> tuple[ReservationRead, bool]:
     """Holds the lines; (reservation, created). The same request again returns the existing
     reservation; another request under the same order_ref is a 409. The hold itself is made by
     the combiner, together with the other requests waiting at that moment."""
     lines = rules.merge_lines([(li.sku, li.quantity) for li in body.lines])
     expires = datetime.now(UTC) + timedelta(seconds=body.hold_seconds or hold_seconds)
-    command = Reserve(body.order_ref, lines, expires, source=source, strict=True, note="api")
+    command = Reserve(
+        body.order_ref, lines, expires, source=source, strict=True, note="api", author=author
+    )
     outcome, order = await combiner.reserve(command)
     if outcome.refused is not None:
         raise InsufficientStockProblem(outcome.refused)
@@ -140,18 +143,24 @@ async def create(
     return existing, False
 
 
-async def confirm(session: AsyncSession, order_ref: str, *, default_threshold: int) -> None:
+async def confirm(
+    session: AsyncSession, order_ref: str, *, default_threshold: int, author: str
+) -> None:
     """The held units become a sale; confirming again changes nothing."""
     await _run(
         session,
-        Confirm(order_ref, (), strict=True, note="api"),
+        Confirm(order_ref, (), strict=True, note="api", author=author),
         default_threshold=default_threshold,
     )
 
 
-async def release(session: AsyncSession, order_ref: str, *, default_threshold: int) -> None:
+async def release(
+    session: AsyncSession, order_ref: str, *, default_threshold: int, author: str
+) -> None:
     """Releases what the order holds; releasing again changes nothing. A confirmed (sold)
     reservation cannot be released here (cancel the order instead)."""
     await _run(
-        session, Release(order_ref, note="api", strict=True), default_threshold=default_threshold
+        session,
+        Release(order_ref, note="api", strict=True, author=author),
+        default_threshold=default_threshold,
     )

@@ -361,6 +361,8 @@ def order_commands(envelopes: Sequence[Envelope], *, hold_seconds: int) -> list[
             continue
         ref = order.order_ref
         lines = [(li.sku, li.quantity) for li in order.line_items]
+        # The ledger names the very event that moved the stock.
+        author = f"event:{env.type.rsplit('.', 1)[-1]}:{env.id}"
         if isinstance(msg, shop_orders_pb2.OrderPlaced):
             # The hold runs from when the order was placed, when the shop says so.
             placed = (
@@ -369,15 +371,21 @@ def order_commands(envelopes: Sequence[Envelope], *, hold_seconds: int) -> list[
                 else env.time or datetime.now(UTC)
             )
             out.append(
-                Reserve(ref, lines, placed + timedelta(seconds=hold_seconds), note="order_placed")
+                Reserve(
+                    ref,
+                    lines,
+                    placed + timedelta(seconds=hold_seconds),
+                    note="order_placed",
+                    author=author,
+                )
             )
         elif isinstance(msg, shop_orders_pb2.OrderPaid):
-            out.append(Confirm(ref, lines, note="order_paid"))
+            out.append(Confirm(ref, lines, note="order_paid", author=author))
         elif isinstance(msg, shop_orders_pb2.OrderCancelled):
-            out.append(Release(ref, note="order_cancelled"))
+            out.append(Release(ref, note="order_cancelled", author=author))
         elif isinstance(msg, shop_orders_pb2.OrderRefunded):
             restock = [(li.line_id, li.sku, li.quantity) for li in msg.refund.lines if li.restock]
-            out.append(Restock(ref, msg.refund.refund_id, restock))
+            out.append(Restock(ref, msg.refund.refund_id, restock, author=author))
     return out
 
 

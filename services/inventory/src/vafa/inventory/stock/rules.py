@@ -15,7 +15,7 @@ backorder (`ReservationShort`); the API refuses instead (`InsufficientStock`, 40
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from google.protobuf.message import Message
@@ -153,6 +153,7 @@ class Reserve:
     source: str = "order"
     strict: bool = False
     note: str = ""
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +166,7 @@ class Confirm:
     lines: Lines
     strict: bool = False
     note: str = ""
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +178,7 @@ class Release:
     order_ref: str
     note: str = "order_cancelled"
     strict: bool = False
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ class Restock:
     order_ref: str
     refund_id: str
     lines: Sequence[tuple[str, str, int]]  # (line_id, sku, quantity)
+    author: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,12 +288,17 @@ class Book:
     # exception that would fail the others.
     refuse_softly: bool = False
     refused_claims: set[str] = field(default_factory=set)
+    # Who the current command's movements are recorded for (the staff or shop principal, the
+    # order event, the expiry sweep).
+    author: str | None = None
     touched_levels: set[tuple[str, str]] = field(default_factory=set)
     touched_items: set[str] = field(default_factory=set)
 
     # movements
 
     def _move(self, m: Movement) -> bool:
+        if m.author is None and self.author is not None:
+            m = replace(m, author=self.author)
         item = self.items.get(m.sku)
         if item is None or m.key in self.applied_keys or (m.delta == 0 and m.reserved_delta == 0):
             return False
@@ -458,6 +467,7 @@ class Book:
         order.dirty = True
 
     def apply(self, command: Command) -> Outcome:
+        self.author = "system:hold-expiry" if isinstance(command, Expire) else command.author
         if isinstance(command, Adjust):
             return self._adjust(command)
         if isinstance(command, Restock):
