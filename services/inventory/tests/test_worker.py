@@ -69,7 +69,7 @@ async def test_order_events_move_stock_once(
         moves = (
             await s.execute(text("SELECT count(*) FROM stock_movements WHERE sku = 'W-1'"))
         ).scalar_one()
-        assert moves == 2  # the count and one sale
+        assert moves == 3  # the count, the hold and its sale
 
     async def relayed() -> bool:
         async with db.sessionmaker() as s:

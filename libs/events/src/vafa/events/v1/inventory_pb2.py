@@ -26,17 +26,25 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from vafa.events.v1 import common_pb2 as vafa_dot_events_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evafa/events/v1/inventory.proto\x12\x0evafa.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bvafa/events/v1/common.proto\"\xbc\x01\n\x0cStockChanged\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\torder_ref\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.vafa.events.v1.StockStatus\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x0fProductUpserted\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12$\n\x05price\x18\x07 \x01(\x0b\x32\x15.vafa.events.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x81\x01\n\x0bStockStatus\x12\x1c\n\x18STOCK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STOCK_STATUS_IN_STOCK\x10\x01\x12\x1a\n\x16STOCK_STATUS_LOW_STOCK\x10\x02\x12\x1d\n\x19STOCK_STATUS_OUT_OF_STOCK\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1evafa/events/v1/inventory.proto\x12\x0evafa.events.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1bvafa/events/v1/common.proto\"\x9c\x02\n\x0cStockChanged\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x0f\n\x07on_hand\x18\x02 \x01(\x03\x12\r\n\x05\x64\x65lta\x18\x03 \x01(\x03\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\torder_ref\x18\x05 \x01(\t\x12+\n\x06status\x18\x06 \x01(\x0e\x32\x1b.vafa.events.v1.StockStatus\x12/\n\x0boccurred_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08reserved\x18\x08 \x01(\x03\x12\x11\n\tavailable\x18\t \x01(\x03\x12\x16\n\x0ereserved_delta\x18\n \x01(\x03\x12\x13\n\x0blocation_id\x18\x0b \x01(\t\x12\x0c\n\x04note\x18\x0c \x01(\t\"\xde\x01\n\x12StockStatusChanged\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12-\n\x08previous\x18\x02 \x01(\x0e\x32\x1b.vafa.events.v1.StockStatus\x12+\n\x06status\x18\x03 \x01(\x0e\x32\x1b.vafa.events.v1.StockStatus\x12\x11\n\tavailable\x18\x04 \x01(\x03\x12\x1b\n\x13low_stock_threshold\x18\x05 \x01(\x03\x12/\n\x0boccurred_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xaa\x01\n\rLowStockAlert\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12+\n\x06status\x18\x02 \x01(\x0e\x32\x1b.vafa.events.v1.StockStatus\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12\x1b\n\x13low_stock_threshold\x18\x04 \x01(\x03\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"t\n\x0b\x42\x61\x63kInStock\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x14\n\x0c\x63ustomer_ids\x18\x02 \x03(\t\x12\x11\n\tavailable\x18\x03 \x01(\x03\x12/\n\x0boccurred_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x10ReservationShort\x12\x11\n\torder_ref\x18\x01 \x01(\t\x12\x0b\n\x03sku\x18\x02 \x01(\t\x12\x11\n\trequested\x18\x03 \x01(\x03\x12\x11\n\tallocated\x18\x04 \x01(\x03\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd5\x01\n\x0fProductUpserted\x12\x0b\n\x03sku\x18\x01 \x01(\t\x12\x12\n\nproduct_id\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05\x62rand\x18\x04 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x05 \x01(\t\x12\x0c\n\x04tags\x18\x06 \x03(\t\x12$\n\x05price\x18\x07 \x01(\x0b\x32\x15.vafa.events.v1.Money\x12\x0e\n\x06\x61\x63tive\x18\x08 \x01(\x08\x12.\n\nupdated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x81\x01\n\x0bStockStatus\x12\x1c\n\x18STOCK_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15STOCK_STATUS_IN_STOCK\x10\x01\x12\x1a\n\x16STOCK_STATUS_LOW_STOCK\x10\x02\x12\x1d\n\x19STOCK_STATUS_OUT_OF_STOCK\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'vafa.events.v1.inventory_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_STOCKSTATUS']._serialized_start=520
-  _globals['_STOCKSTATUS']._serialized_end=649
+  _globals['_STOCKSTATUS']._serialized_start=1272
+  _globals['_STOCKSTATUS']._serialized_end=1401
   _globals['_STOCKCHANGED']._serialized_start=113
-  _globals['_STOCKCHANGED']._serialized_end=301
-  _globals['_PRODUCTUPSERTED']._serialized_start=304
-  _globals['_PRODUCTUPSERTED']._serialized_end=517
+  _globals['_STOCKCHANGED']._serialized_end=397
+  _globals['_STOCKSTATUSCHANGED']._serialized_start=400
+  _globals['_STOCKSTATUSCHANGED']._serialized_end=622
+  _globals['_LOWSTOCKALERT']._serialized_start=625
+  _globals['_LOWSTOCKALERT']._serialized_end=795
+  _globals['_BACKINSTOCK']._serialized_start=797
+  _globals['_BACKINSTOCK']._serialized_end=913
+  _globals['_RESERVATIONSHORT']._serialized_start=916
+  _globals['_RESERVATIONSHORT']._serialized_end=1053
+  _globals['_PRODUCTUPSERTED']._serialized_start=1056
+  _globals['_PRODUCTUPSERTED']._serialized_end=1269
 # @@protoc_insertion_point(module_scope)

@@ -52,14 +52,31 @@ class StockChanged(_message.Message):
     ORDER_REF_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    RESERVED_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    RESERVED_DELTA_FIELD_NUMBER: _builtins.int
+    LOCATION_ID_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
     sku: _builtins.str
     on_hand: _builtins.int
     delta: _builtins.int
     """Signed movement that produced this level."""
     reason: _builtins.str
-    """"sale", "cancel", "restock", "set"."""
+    """The movement's kind: "receipt", "sale", "return", "correction", "damage", "reserve",
+    "release". (Before locations: "sale", "cancel", "restock", "set".)
+    """
     order_ref: _builtins.str
     status: Global___StockStatus.ValueType
+    """The SKU's status after the movement, from its available units (on_hand - reserved)."""
+    reserved: _builtins.int
+    """Totals over all locations after the movement."""
+    available: _builtins.int
+    reserved_delta: _builtins.int
+    """Signed change of the reserved units."""
+    location_id: _builtins.str
+    """Where the units moved."""
+    note: _builtins.str
+    """The staff's or the event's reason in words ("damaged in transit", "order_cancelled")."""
     @_builtins.property
     def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -72,14 +89,164 @@ class StockChanged(_message.Message):
         order_ref: _builtins.str = ...,
         status: Global___StockStatus.ValueType = ...,
         occurred_at: _timestamp_pb2.Timestamp | None = ...,
+        reserved: _builtins.int = ...,
+        available: _builtins.int = ...,
+        reserved_delta: _builtins.int = ...,
+        location_id: _builtins.str = ...,
+        note: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["delta", b"delta", "occurred_at", b"occurred_at", "on_hand", b"on_hand", "order_ref", b"order_ref", "reason", b"reason", "sku", b"sku", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "delta", b"delta", "location_id", b"location_id", "note", b"note", "occurred_at", b"occurred_at", "on_hand", b"on_hand", "order_ref", b"order_ref", "reason", b"reason", "reserved", b"reserved", "reserved_delta", b"reserved_delta", "sku", b"sku", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StockChanged: _TypeAlias = StockChanged  # noqa: Y015
+
+@_typing.final
+class StockStatusChanged(_message.Message):
+    """Topic inventory.stock.v1, key: sku. Published once when a SKU's status changes (in the
+    same transaction as the movement that changed it), so consumers need not diff StockChanged.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    PREVIOUS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    previous: Global___StockStatus.ValueType
+    status: Global___StockStatus.ValueType
+    available: _builtins.int
+    low_stock_threshold: _builtins.int
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        previous: Global___StockStatus.ValueType = ...,
+        status: Global___StockStatus.ValueType = ...,
+        available: _builtins.int = ...,
+        low_stock_threshold: _builtins.int = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "low_stock_threshold", b"low_stock_threshold", "occurred_at", b"occurred_at", "previous", b"previous", "sku", b"sku", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StockStatusChanged: _TypeAlias = StockStatusChanged  # noqa: Y015
+
+@_typing.final
+class LowStockAlert(_message.Message):
+    """Topic inventory.stock.v1, key: sku. For staff: the SKU's status worsened to low stock or
+    out of stock.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    LOW_STOCK_THRESHOLD_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    status: Global___StockStatus.ValueType
+    available: _builtins.int
+    low_stock_threshold: _builtins.int
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        status: Global___StockStatus.ValueType = ...,
+        available: _builtins.int = ...,
+        low_stock_threshold: _builtins.int = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "low_stock_threshold", b"low_stock_threshold", "occurred_at", b"occurred_at", "sku", b"sku", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LowStockAlert: _TypeAlias = LowStockAlert  # noqa: Y015
+
+@_typing.final
+class BackInStock(_message.Message):
+    """Topic inventory.stock.v1, key: sku. The SKU came back from out of stock; these customers
+    subscribed while it was out and are now marked notified (each subscription once).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SKU_FIELD_NUMBER: _builtins.int
+    CUSTOMER_IDS_FIELD_NUMBER: _builtins.int
+    AVAILABLE_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    sku: _builtins.str
+    available: _builtins.int
+    @_builtins.property
+    def customer_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sku: _builtins.str = ...,
+        customer_ids: _abc.Iterable[_builtins.str] | None = ...,
+        available: _builtins.int = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["available", b"available", "customer_ids", b"customer_ids", "occurred_at", b"occurred_at", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackInStock: _TypeAlias = BackInStock  # noqa: Y015
+
+@_typing.final
+class ReservationShort(_message.Message):
+    """Topic inventory.stock.v1, key: sku. An order event asked for more units of the SKU than
+    were available: `allocated` are held, the rest is a backorder.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_REF_FIELD_NUMBER: _builtins.int
+    SKU_FIELD_NUMBER: _builtins.int
+    REQUESTED_FIELD_NUMBER: _builtins.int
+    ALLOCATED_FIELD_NUMBER: _builtins.int
+    OCCURRED_AT_FIELD_NUMBER: _builtins.int
+    order_ref: _builtins.str
+    sku: _builtins.str
+    requested: _builtins.int
+    allocated: _builtins.int
+    @_builtins.property
+    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order_ref: _builtins.str = ...,
+        sku: _builtins.str = ...,
+        requested: _builtins.int = ...,
+        allocated: _builtins.int = ...,
+        occurred_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["occurred_at", b"occurred_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated", b"allocated", "occurred_at", b"occurred_at", "order_ref", b"order_ref", "requested", b"requested", "sku", b"sku"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReservationShort: _TypeAlias = ReservationShort  # noqa: Y015
 
 @_typing.final
 class ProductUpserted(_message.Message):
