@@ -132,25 +132,41 @@ async def test_order_events_twice_move_stock_once_and_cancel_releases_what_it_he
         line_items=[shop_orders_pb2.LineItem(line_id="1", sku=sku, quantity=9)],  # short
     )
     placed_a = shop_orders_pb2.OrderPlaced(order=a)
+    # The two orders' keys may land on different partitions, whose order is not defined: each
+    # step waits for the one before, so which order holds (or sells) what is not left to chance.
     await _send(
         settings,
         (placed_a, "dup-a-1"),
         (placed_a, "dup-a-1"),  # redelivered: the inbox drops it
         (placed_a, "dup-a-2"),  # the same content under a new id: the reservation holds once
-        (shop_orders_pb2.OrderPlaced(order=b), unique("e")),
     )
+
+    async def a_held() -> bool:
+        return await _state(db, first) == "held"
+
+    await eventually(a_held, what="a held")
+    await _send(settings, (shop_orders_pb2.OrderPlaced(order=b), unique("e")))
 
     async def held() -> bool:
         return await _state(db, second) == "held" and await _state(db, first) == "held"
 
     await eventually(held, what="both orders held")
     assert await _levels(db, sku) == (5, 5)  # 2 for a, 3 of the 9 b asked for
+    # b is paid before a is cancelled, so b's sale cannot take a's released units.
+    await _send(
+        settings,
+        (shop_orders_pb2.OrderPaid(order=b), unique("e")),
+        (shop_orders_pb2.OrderPaid(order=b), unique("e")),
+    )
+
+    async def b_confirmed() -> bool:
+        return await _state(db, second) == "confirmed"
+
+    await eventually(b_confirmed, what="b confirmed")
     await _send(
         settings,
         (shop_orders_pb2.OrderCancelled(order=a), unique("e")),
         (shop_orders_pb2.OrderCancelled(order=a), unique("e")),
-        (shop_orders_pb2.OrderPaid(order=b), unique("e")),
-        (shop_orders_pb2.OrderPaid(order=b), unique("e")),
     )
 
     async def done() -> bool:
