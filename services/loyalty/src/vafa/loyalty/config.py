@@ -1,6 +1,6 @@
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -29,6 +29,16 @@ class Settings(ServiceSettings):
     # VAFA_LOYALTY_POINTS_PER_UNIT, e.g. {"USD": 1, "IRR": 0.0001}. JSON numbers are read as
     # Decimal, never through a float. A currency missing here earns nothing.
     points_per_unit: Annotated[dict[str, Decimal], NoDecode] = Field(default_factory=_default_rates)
+
+    # Tiers: how often the worker re-evaluates every member's tier, the only time a tier goes
+    # down (upgrades happen at once, on the event). 0 turns the job off.
+    tier_reevaluation_seconds: float = Field(default=86_400, ge=0)
+    # Referrals: what each side earns when the referred customer's first order is paid, and
+    # how many referrals a referrer earns for per calendar period (week, month or year).
+    referral_referrer_points: int = Field(default=100, ge=0)
+    referral_referred_points: int = Field(default=50, ge=0)
+    referral_cap: int = Field(default=10, ge=0)
+    referral_cap_period: Literal["week", "month", "year"] = "month"
 
     @field_validator("points_per_unit", mode="before")
     @classmethod

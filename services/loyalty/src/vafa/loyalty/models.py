@@ -333,3 +333,268 @@ class PurchaseRecord(Base):
     # [{"line_id", "sku", "vendor", "quantity", "amount_minor"}]
     lines: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     points: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+
+
+# --- tiers, rewards and coupons, referrals (issue 4, part B) --------------------------------
+
+
+class TierMeasure(StrEnum):
+    points = "points"  # points earned (earn entries, net of their reversals) in the window
+    spend = "spend"  # money paid (minor units of the tier's currency), net of refunds
+
+
+class TierWindow(StrEnum):
+    rolling_12_months = "rolling_12_months"
+    calendar_year = "calendar_year"
+    lifetime = "lifetime"
+
+
+class Tier(Base):
+    """One level of the club's ladder. Every tier measures the same thing over the same window
+    (checked on write), so the ladder is ordered by `threshold`; the highest tier whose
+    threshold a member's measure reaches is theirs."""
+
+    __tablename__ = "tiers"
+    __table_args__ = (
+        CheckConstraint("threshold >= 0", name="threshold_not_negative"),
+        CheckConstraint("earn_multiplier > 0", name="multiplier_positive"),
+        CheckConstraint("measure IN ('points', 'spend')", name="measure_known"),
+        CheckConstraint(
+            "measure_window IN ('rolling_12_months', 'calendar_year', 'lifetime')",
+            name="window_known",
+        ),
+        CheckConstraint("measure = 'points' OR currency IS NOT NULL", name="spend_has_currency"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    code: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    threshold: Mapped[int] = mapped_column(BigInteger, nullable=False, unique=True)
+    measure: Mapped[str] = mapped_column(Text, nullable=False)
+    currency: Mapped[str | None] = mapped_column(Text)
+    # "window" is a reserved word in SQL, hence the column's longer name.
+    window: Mapped[str] = mapped_column("measure_window", Text, nullable=False)
+    earn_multiplier: Mapped[Decimal] = mapped_column(
+        Numeric(6, 3), nullable=False, server_default="1"
+    )
+    free_shipping: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    # Further benefits in words, shown to members ("birthday gift", "early access").
+    perks: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class RewardKind(StrEnum):
+    percent_discount = "percent_discount"
+    fixed_discount = "fixed_discount"
+    free_shipping = "free_shipping"
+    gift_product = "gift_product"
+
+
+class CodeSource(StrEnum):
+    generated = "generated"
+    pool = "pool"
+
+
+class Reward(Base):
+    """An item of the rewards catalogue. `stock` (what is left; NULL is unlimited) is
+    decremented with a conditional UPDATE in the redeeming transaction, so it never goes below
+    zero and two members never get the last one."""
+
+    __tablename__ = "rewards"
+    __table_args__ = (
+        CheckConstraint(
+            "kind IN ('percent_discount', 'fixed_discount', 'free_shipping', 'gift_product')",
+            name="kind_known",
+        ),
+        CheckConstraint("points_price >= 0", name="price_not_negative"),
+        CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),
+        CheckConstraint("per_member_limit IS NULL OR per_member_limit >= 1", name="limit_positive"),
+        CheckConstraint(
+            "kind <> 'percent_discount' OR (percent_off BETWEEN 1 AND 100)", name="percent_set"
+        ),
+        CheckConstraint(
+            "kind <> 'fixed_discount' OR (amount_minor > 0 AND currency IS NOT NULL)",
+            name="amount_set",
+        ),
+        CheckConstraint("kind <> 'gift_product' OR gift_sku IS NOT NULL", name="gift_set"),
+        CheckConstraint("code_source IN ('generated', 'pool')", name="code_source_known"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(Text, nullable=False)
+    description: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    kind: Mapped[str] = mapped_column(Text, nullable=False)
+    percent_off: Mapped[int | None] = mapped_column(Integer)
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger)
+    currency: Mapped[str | None] = mapped_column(Text)
+    gift_sku: Mapped[str | None] = mapped_column(Text)
+    # The smallest order total the coupon applies to (in `currency` when set).
+    min_order_minor: Mapped[int | None] = mapped_column(BigInteger)
+    points_price: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    stock: Mapped[int | None] = mapped_column(Integer)
+    per_member_limit: Mapped[int | None] = mapped_column(Integer)
+    starts_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A coupon expires this many days after it is issued (NULL: never).
+    coupon_valid_days: Mapped[int | None] = mapped_column(Integer)
+    code_source: Mapped[str] = mapped_column(Text, nullable=False, server_default="generated")
+    # Issued at no points to the buyer of every paid order (the next-purchase discount).
+    after_purchase: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class RewardCode(Base):
+    """An imported code of a reward's pool; `redemption_id` is set when it is handed out (picked
+    with FOR UPDATE SKIP LOCKED, so concurrent redemptions never take the same one)."""
+
+    __tablename__ = "reward_codes"
+    __table_args__ = (
+        Index(
+            "ix_reward_codes_free",
+            "reward_id",
+            "id",
+            postgresql_where=text("redemption_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    reward_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("rewards.id"), nullable=False)
+    code: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    redemption_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class Redemption(Base):
+    """A reward issued to a member, once per idempotency key: the member's key for a points
+    redemption, "after-purchase:<order_ref>:<reward_id>" for the automatic one."""
+
+    __tablename__ = "redemptions"
+    __table_args__ = (
+        CheckConstraint("points >= 0", name="points_not_negative"),
+        Index("ix_redemptions_customer_reward", "customer_id", "reward_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    reward_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("rewards.id"), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    points: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # The paid order an automatic next-purchase reward was issued for.
+    order_ref: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class Coupon(Base):
+    """A code a member holds. Consumed at most once: `consumed_order_ref` is set by a
+    conditional UPDATE, and the same order consuming it again is a harmless replay."""
+
+    __tablename__ = "coupons"
+    __table_args__ = (Index("ix_coupons_customer_id", "customer_id"),)
+
+    code: Mapped[str] = mapped_column(Text, primary_key=True)
+    reward_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("rewards.id"), nullable=False)
+    redemption_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("redemptions.id"), nullable=False, unique=True
+    )
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    issued_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    consumed_order_ref: Mapped[str | None] = mapped_column(Text)
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ClubOrder(Base):
+    """The paid orders this part of the service has seen (profile.purchases.v1): the spend a
+    tier measures, and a referred customer's first order."""
+
+    __tablename__ = "club_orders"
+    __table_args__ = (Index("ix_club_orders_customer_paid", "customer_id", "paid_at"),)
+
+    order_ref: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    currency: Mapped[str] = mapped_column(Text, nullable=False)
+    total_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    paid_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    cancelled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
+
+
+class ClubOrderRefund(Base):
+    """A refund of a paid order, once per refund id (a replay adds nothing)."""
+
+    __tablename__ = "club_order_refunds"
+
+    order_ref: Mapped[str] = mapped_column(Text, primary_key=True)
+    refund_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class CustomerContact(Base):
+    """What profile says about a customer's phones, emails and address (normalised), kept to
+    refuse a referral between two files of one person."""
+
+    __tablename__ = "customer_contacts"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    phones: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    emails: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
+    address: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
+    )
+
+
+class ReferralCode(Base):
+    __tablename__ = "referral_codes"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    code: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+
+
+class ReferralStatus(StrEnum):
+    pending = "pending"  # registered with a code; waiting for the first paid order
+    completed = "completed"  # both sides earned (the referrer possibly capped: 0 points)
+    refused = "refused"  # unknown code, self-referral
+
+
+class Referral(Base):
+    """At most one per referred customer: the key of its grants is the referred id."""
+
+    __tablename__ = "referrals"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'completed', 'refused')", name="status_known"),
+        Index("ix_referrals_referrer_completed", "referrer_id", "completed_at"),
+    )
+
+    referred_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    referrer_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    code: Mapped[str] = mapped_column(Text, nullable=False)
+    status: Mapped[str] = mapped_column(Text, nullable=False)
+    # Why it was refused, or "referrer_capped" when the referrer's cap left them 0 points.
+    note: Mapped[str | None] = mapped_column(Text)
+    order_ref: Mapped[str | None] = mapped_column(Text)
+    referrer_points: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    referred_points: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.now()
+    )
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -1,15 +1,22 @@
 import asyncio
 
 from vafa.kit.settings import ServiceSettings
-from vafa.kit.worker import Subscription, run_worker
+from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.loyalty.config import Settings
-from vafa.loyalty.events import CUSTOMERS_TOPIC, PURCHASES_TOPIC
+from vafa.loyalty.events import CUSTOMERS_TOPIC, LOYALTY_TOPIC, PURCHASES_TOPIC
 from vafa.loyalty.points.handlers import (
     CUSTOMER_TYPES,
     PURCHASE_TYPES,
     customers_handler,
     purchases_handler,
 )
+from vafa.loyalty.referrals.handlers import TYPES as REFERRAL_TYPES
+from vafa.loyalty.referrals.handlers import referrals_handler
+from vafa.loyalty.rewards.handlers import TYPES as REWARD_TYPES
+from vafa.loyalty.rewards.handlers import rewards_handler
+from vafa.loyalty.tiers import service as tiers_service
+from vafa.loyalty.tiers.handlers import TYPES as TIER_TYPES
+from vafa.loyalty.tiers.handlers import tiers_handler
 
 
 async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
@@ -26,4 +33,44 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         batch_handler=customers_handler(),
         types=CUSTOMER_TYPES,
     )
-    await run_worker(settings, subscriptions=[purchases, customers], stop=stop)
+    await run_worker(
+        settings,
+        subscriptions=[purchases, customers, *club_subscriptions(settings)],
+        periodic=club_periodic(settings),
+        stop=stop,
+    )
+
+
+def club_subscriptions(settings: Settings) -> list[Subscription]:
+    """Tiers, rewards and referrals: a consumer group each, so one's trouble never holds up
+    another (or the ledger)."""
+    return [
+        Subscription(
+            "loyalty.tiers",
+            [LOYALTY_TOPIC, PURCHASES_TOPIC],
+            batch_handler=tiers_handler(),
+            types=TIER_TYPES,
+        ),
+        Subscription(
+            "loyalty.rewards",
+            [PURCHASES_TOPIC],
+            batch_handler=rewards_handler(),
+            types=REWARD_TYPES,
+        ),
+        Subscription(
+            "loyalty.referrals",
+            [CUSTOMERS_TOPIC, PURCHASES_TOPIC],
+            batch_handler=referrals_handler(settings),
+            types=REFERRAL_TYPES,
+        ),
+    ]
+
+
+def club_periodic(settings: Settings) -> list[Periodic]:
+    if not settings.tier_reevaluation_seconds:
+        return []
+
+    async def reevaluate(ctx: WorkerContext) -> None:
+        await tiers_service.reevaluate_all(ctx.db)
+
+    return [Periodic("loyalty.tier_reevaluation", settings.tier_reevaluation_seconds, reevaluate)]

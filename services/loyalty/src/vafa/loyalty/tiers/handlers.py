@@ -1,0 +1,31 @@
+"""The `loyalty.tiers` consumer: points earned (loyalty.events.v1) and purchases
+(profile.purchases.v1) raise a member's tier at once. A polled batch records its purchases,
+then evaluates its members together (set-based, `service.evaluate`)."""
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from vafa.events.v1 import loyalty_pb2, profile_pb2
+from vafa.kit.cloudevents import Envelope
+from vafa.kit.consumer import BatchHandler
+from vafa.loyalty import purchases
+from vafa.loyalty.tiers import service
+
+TYPES = [loyalty_pb2.PointsEarned, profile_pb2.PurchaseAttributed]
+
+
+def tiers_handler() -> BatchHandler:
+    async def on_events(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        members: list[uuid.UUID] = []
+        for env in envelopes:
+            msg = env.message
+            if isinstance(msg, profile_pb2.PurchaseAttributed):
+                members.append(await purchases.record(session, msg, at=env.time))
+            elif isinstance(msg, loyalty_pb2.PointsEarned):
+                members.append(uuid.UUID(msg.customer_id))
+            else:
+                raise TypeError(f"not an event for tiers: {env.type}")
+        await service.evaluate(session, customer_ids=members, allow_downgrade=False)
+
+    return on_events
