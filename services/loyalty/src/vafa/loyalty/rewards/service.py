@@ -194,7 +194,12 @@ _NEW_COUPON = text(
     "INSERT INTO coupons (code, reward_id, redemption_id, customer_id, expires_at) "
     "SELECT :code, :reward_id, :redemption_id, :customer_id, :expires_at "
     "WHERE NOT EXISTS (SELECT 1 FROM reward_codes WHERE code = :code) "
-    "ON CONFLICT (code) DO NOTHING RETURNING code"
+    "ON CONFLICT (code) DO NOTHING RETURNING code, issued_at"
+)
+_POOL_COUPON = text(
+    "INSERT INTO coupons (code, reward_id, redemption_id, customer_id, expires_at) "
+    "VALUES (:code, :reward_id, :redemption_id, :customer_id, :expires_at) "
+    "RETURNING code, issued_at"
 )
 
 
@@ -233,8 +238,11 @@ async def issue(
     """Issues the reward to the member once per `key` (see the module docstring). With
     `spend_points` false (the after-purchase reward) no points are taken."""
     now = now or datetime.now(UTC)
-    await store.open_accounts(session, [customer_id])
-    balance = int((await session.execute(_LOCK_ACCOUNT, {"id": customer_id})).scalar_one())
+    locked = (await session.execute(_LOCK_ACCOUNT, {"id": customer_id})).scalar_one_or_none()
+    if locked is None:  # a customer with no account yet (an after-purchase reward): open it
+        await store.open_accounts(session, [customer_id])
+        locked = (await session.execute(_LOCK_ACCOUNT, {"id": customer_id})).scalar_one()
+    balance = int(locked)
     found = await _existing(session, key)
     if found is not None:
         if found.reward_id != reward_id or found.customer_id != customer_id:
@@ -300,9 +308,7 @@ async def issue(
     expires_at = (
         now + timedelta(days=reward.coupon_valid_days) if reward.coupon_valid_days else None
     )
-    code = await _coupon_code(session, reward, redemption, expires_at)
-    coupon = await session.get(Coupon, code)
-    assert coupon is not None
+    coupon = await _coupon(session, reward, redemption, expires_at)
     await outbox.add(
         session,
         topic=LOYALTY_TOPIC,
@@ -313,15 +319,17 @@ async def issue(
     return Issued(redemption, coupon, reward, balance, replayed=False)
 
 
-async def _coupon_code(
+async def _coupon(
     session: AsyncSession, reward: Reward, redemption: Redemption, expires_at: datetime | None
-) -> str:
+) -> Coupon:
+    """Writes the member's coupon: the next free pool code, or a new generated one."""
     params = {
         "reward_id": reward.id,
         "redemption_id": redemption.id,
         "customer_id": redemption.customer_id,
         "expires_at": expires_at,
     }
+    row = None
     if reward.code_source == CodeSource.pool:
         picked = (await session.execute(_PICK_CODE, {"id": reward.id})).one_or_none()
         if picked is None:
@@ -329,21 +337,25 @@ async def _coupon_code(
                 409, f"The reward {reward.name!r} has no codes left.", type="reward-out-of-stock"
             )
         await session.execute(_MARK_CODE, {"redemption": redemption.id, "id": picked.id})
-        await session.execute(
-            text(
-                "INSERT INTO coupons (code, reward_id, redemption_id, customer_id, expires_at) "
-                "VALUES (:code, :reward_id, :redemption_id, :customer_id, :expires_at)"
-            ),
-            {**params, "code": picked.code},
-        )
-        return str(picked.code)
-    for _ in range(8):  # 32^10 codes: a clash is already unlikely, eight in a row is not real
-        made = (
-            await session.execute(_NEW_COUPON, {**params, "code": codes.generate()})
-        ).scalar_one_or_none()
-        if made is not None:
-            return str(made)
-    raise RuntimeError("could not generate a unique coupon code")
+        row = (await session.execute(_POOL_COUPON, {**params, "code": picked.code})).one()
+    else:
+        for _ in range(8):  # 32^10 codes: one clash is unlikely already, eight are not real
+            made = await session.execute(_NEW_COUPON, {**params, "code": codes.generate()})
+            row = made.one_or_none()
+            if row is not None:
+                break
+        else:
+            raise RuntimeError("could not generate a unique coupon code")
+    return Coupon(
+        code=row.code,
+        reward_id=reward.id,
+        redemption_id=redemption.id,
+        customer_id=redemption.customer_id,
+        issued_at=row.issued_at,
+        expires_at=expires_at,
+        consumed_order_ref=None,
+        consumed_at=None,
+    )
 
 
 def _ts(at: datetime) -> Timestamp:
