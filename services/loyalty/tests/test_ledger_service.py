@@ -292,7 +292,7 @@ async def test_adjustments(session: AsyncSession) -> None:
     assert taken.balance == 0 and taken.entry.author == "staff:m"
     await assert_sound(session, c, 0)
     kinds = [type(e.message).__name__ for e in await events(session, c)]
-    assert kinds == ["PointsEarned", "PointsReversed"]
+    assert kinds == ["PointsAdjusted", "PointsAdjusted"]  # with the reason and the author
 
 
 async def test_reconcile_finds_a_tampered_balance(session: AsyncSession) -> None:

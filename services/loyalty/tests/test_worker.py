@@ -227,10 +227,10 @@ async def test_one_batch_with_earn_refund_cancel_and_duplicates_is_applied_in_or
     apply_purchases = store.apply_purchases
 
     async def spy(
-        session: AsyncSession, purchases: Sequence[rules.Purchase], *args: Any
+        session: AsyncSession, purchases: Sequence[rules.Purchase], *args: Any, **kwargs: Any
     ) -> list[store.Entry | None]:
         batches.append(list(purchases))
-        return await apply_purchases(session, purchases, *args)
+        return await apply_purchases(session, purchases, *args, **kwargs)
 
     monkeypatch.setattr(store, "apply_purchases", spy)
 

@@ -247,6 +247,17 @@ def upgrade() -> None:
         "SELECT customer_id, balance, balance, 'available', 'carried_over', now() "
         "FROM accounts WHERE balance > 0"
     )
+    # What orders earned before lines were tracked: one order-level line each, so their
+    # cancellations and refunds still reverse (the refund share of the order total).
+    op.execute(
+        "INSERT INTO order_line_points (customer_id, order_ref, line_id, points, reversed) "
+        "SELECT customer_id, order_ref, '', earned, LEAST(earned, -reversed) FROM ("
+        " SELECT customer_id, order_ref,"
+        " COALESCE(SUM(delta) FILTER (WHERE kind = 'earn'), 0) AS earned,"
+        " COALESCE(SUM(delta) FILTER (WHERE kind = 'reverse'), 0) AS reversed"
+        " FROM ledger_entries WHERE order_ref IS NOT NULL GROUP BY customer_id, order_ref"
+        ") o WHERE earned > 0"
+    )
     # ### end Alembic commands ###
 
 

@@ -47,9 +47,10 @@ _USED_KEYS = text(
     "SELECT idempotency_key FROM ledger_entries WHERE idempotency_key = ANY(CAST(:keys AS text[]))"
 )
 _LOTS = text(
-    "SELECT id, customer_id, points, remaining, status, reason, earned_at, expires_at, "
-    "pending_until, order_ref FROM lots "
-    "WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND remaining > 0"
+    "SELECT l.id, l.customer_id, l.points, l.remaining, l.status, l.reason, l.earned_at, "
+    "l.expires_at, l.pending_until, l.order_ref, e.idempotency_key AS grant_key FROM lots l "
+    "LEFT JOIN ledger_entries e ON e.id = l.entry_id "
+    "WHERE l.customer_id = ANY(CAST(:ids AS uuid[])) AND l.remaining > 0"
 )
 _LINES = text(
     "SELECT customer_id, order_ref, line_id, points, reversed, amount_minor "
@@ -178,6 +179,7 @@ async def load(
                     expires_at=row.expires_at,
                     pending_until=row.pending_until,
                     order_ref=row.order_ref,
+                    grant_key=row.grant_key,
                 )
             )
     lines: dict[tuple[uuid.UUID, str], dict[str, LineState]] = {}
@@ -221,14 +223,14 @@ async def save(
     for a in appended:
         a.entry_id, a.created_at = written[a.key]
 
-    new_lots = [lot for lot in book.new_lots if lot.id is None]
+    new_lots = [lot for lot in book.new_lots if lot.id is None and lot.grant_key]
     if new_lots:
-        by_entry = {written[lot.grant_key][0]: lot for lot in new_lots if lot.grant_key}
+        by_entry = {written[str(lot.grant_key)][0]: lot for lot in new_lots}
         result = await session.execute(
             _NEW_LOTS,
             {
                 "customer_ids": [lot.customer_id for lot in new_lots],
-                "entry_ids": [written[lot.grant_key][0] for lot in new_lots if lot.grant_key],
+                "entry_ids": [written[str(lot.grant_key)][0] for lot in new_lots],
                 "points": [lot.points for lot in new_lots],
                 "remaining": [lot.remaining for lot in new_lots],
                 "statuses": [str(lot.status) for lot in new_lots],
