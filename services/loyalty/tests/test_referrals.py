@@ -1,6 +1,7 @@
 """Referrals on the real database (and broker): both sides earn once, whatever is replayed or
 in which order the registration and the first payment arrive; self-referral and caps."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -246,3 +247,34 @@ async def test_referral_through_the_worker(
     # The referrer earned the referral only; the friend also earned for the order itself.
     [referrer_balance, friend_balance] = await balances(db, referrer, friend)
     assert referrer_balance == 100 and friend_balance >= 50
+
+
+async def test_referrer_cap_holds_under_concurrent_completions(
+    client: httpx.AsyncClient, db: Database, settings: Settings
+) -> None:
+    capped = settings.model_copy(update={"referral_cap": 2})
+    referrer = uuid.uuid4()
+    code = await code_of(client, referrer)
+    friends = [uuid.uuid4() for _ in range(8)]
+    await apply(db, capped, *(registered(f, code) for f in friends))
+    wide = Database(db.url, pool_size=10)
+    handler = referrals_handler(capped)
+    start = asyncio.Event()
+
+    async def pay(friend: uuid.UUID) -> None:
+        async with wide.sessionmaker() as s:
+            await start.wait()
+            await handler(s, [envelope(paid(friend, f"conc:{friend}"))])
+            await s.commit()
+
+    try:
+        tasks = [asyncio.create_task(pay(f)) for f in friends]
+        await asyncio.sleep(0.05)
+        start.set()
+        await asyncio.gather(*tasks)
+    finally:
+        await wide.dispose()
+    assert await balances(db, referrer) == [2 * capped.referral_referrer_points]
+    assert await balances(db, *friends) == [capped.referral_referred_points] * len(friends)
+    notes = [(await referral(db, f))["note"] for f in friends]
+    assert notes.count("referrer_capped") == len(friends) - 2
