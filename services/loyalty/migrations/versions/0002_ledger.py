@@ -181,6 +181,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending' AND remaining > 0"),
     )
     op.create_table(
+        "fulfilled_orders",
+        sa.Column("order_ref", sa.Text(), nullable=False),
+        sa.Column("fulfilled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("order_ref", name=op.f("pk_fulfilled_orders")),
+    )
+    op.create_table(
         "expiry_warnings",
         sa.Column("lot_id", sa.BigInteger(), nullable=False),
         sa.Column("days_ahead", sa.Integer(), nullable=False),
@@ -290,6 +296,7 @@ def downgrade() -> None:
     op.drop_index("ix_lot_draws_lot_id", table_name="lot_draws")
     op.drop_table("lot_draws")
     op.drop_table("expiry_warnings")
+    op.drop_table("fulfilled_orders")
     op.drop_index(
         "ix_lots_pending_until",
         table_name="lots",

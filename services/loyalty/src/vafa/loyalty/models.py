@@ -219,6 +219,16 @@ class OrderLinePoints(Base):
     )
 
 
+class FulfilledOrder(Base):
+    """Orders reported fulfilled (PurchaseKind FULFILLED), so one paid after its fulfilment
+    arrives is not held pending for it, and a redelivered fulfilment unlocks nothing new."""
+
+    __tablename__ = "fulfilled_orders"
+
+    order_ref: Mapped[str] = mapped_column(Text, primary_key=True)
+    fulfilled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 class ExpiryWarning(Base):
     """A PointsExpiryWarning sent: once per lot per days-ahead threshold."""
 

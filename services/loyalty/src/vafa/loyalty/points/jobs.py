@@ -39,7 +39,8 @@ _DUE_CUSTOMERS = text(
     " UNION ALL"
     " SELECT customer_id FROM lots WHERE status = 'pending' AND remaining > 0"
     " AND pending_until <= :now"
-    ") d ORDER BY customer_id LIMIT :limit"
+    ") d WHERE CAST(:only AS uuid[]) IS NULL OR customer_id = ANY(CAST(:only AS uuid[])) "
+    "ORDER BY customer_id LIMIT :limit"
 )
 
 
@@ -51,10 +52,14 @@ class ExpiryRun:
     warnings: int
 
 
-async def expire_and_unlock(session: AsyncSession, *, now: datetime) -> tuple[int, int, int]:
-    """One chunk: unlocks and expires the due lots of up to CHUNK accounts; the caller
-    commits. Returns (lots unlocked, lots expired, points expired); (0, 0, 0): nothing due."""
-    ids = list((await session.execute(_DUE_CUSTOMERS, {"now": now, "limit": CHUNK})).scalars())
+async def expire_and_unlock(
+    session: AsyncSession, *, now: datetime, only: Sequence[uuid.UUID] | None = None
+) -> tuple[int, int, int]:
+    """One chunk: unlocks and expires the due lots of up to CHUNK accounts (of `only`, when
+    given); the caller commits. Returns (lots unlocked, lots expired, points expired);
+    (0, 0, 0): nothing due."""
+    params = {"now": now, "limit": CHUNK, "only": list(only) if only is not None else None}
+    ids = list((await session.execute(_DUE_CUSTOMERS, params)).scalars())
     if not ids:
         return 0, 0, 0
     book = await ledger_store.load(session, customers=ids, lots_of=ids, create=False)

@@ -74,6 +74,14 @@ _HAS_HISTORY = text(
     "SELECT DISTINCT customer_id FROM purchase_history "
     "WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
 )
+_FULFILLED = text(
+    "SELECT order_ref FROM fulfilled_orders WHERE order_ref = ANY(CAST(:refs AS text[]))"
+)
+_SET_FULFILLED = text(
+    "INSERT INTO fulfilled_orders (order_ref, fulfilled_at) "
+    "SELECT * FROM unnest(CAST(:refs AS text[]), CAST(:at AS timestamptz[])) "
+    "ON CONFLICT (order_ref) DO NOTHING"
+)
 _COUNTERS = text(
     "SELECT customer_id, period, points FROM earn_counters "
     "WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND period = ANY(CAST(:periods AS text[]))"
@@ -199,6 +207,12 @@ async def apply(
                 counters[(cid, period)] = int(points)
         budgets = await rules_service.lock_budgets(session, {r.rule_id for r in rules})
     limits = _Limits(rules, budgets, counters)
+    fulfilled: set[str] = set()
+    if policy.pending_until_fulfilled or policy.pending_days > 0:
+        refs = [p.order_ref for p in purchases if p.action is Action.EARN]
+        if refs:
+            fulfilled = set((await session.execute(_FULFILLED, {"refs": refs})).scalars())
+    fulfilments = {p.order_ref: p.at for p in purchases if p.action is Action.FULFILLED}
 
     history: list[tuple[Purchase, int]] = []
     causes: list[str | None] = []
@@ -208,7 +222,7 @@ async def apply(
         if isinstance(item, InteractionEvent):
             _interaction(book, item, rules, limits, policy)
         else:
-            earned = _purchase(book, item, rules, products, has_history, limits, policy)
+            earned = _purchase(book, item, rules, products, has_history, limits, policy, fulfilled)
             if item.action is Action.EARN:
                 history.append((item, earned))
         cause = traceparents[n] if n < len(traceparents) else None
@@ -254,6 +268,10 @@ async def apply(
             },
         )
     await rules_service.spend_budgets(session, limits.spent)
+    if fulfilments:
+        await session.execute(
+            _SET_FULFILLED, {"refs": list(fulfilments), "at": list(fulfilments.values())}
+        )
     by_key = {e.idempotency_key: e for e in entries}
     return [by_key.get(k) if k is not None else None for k in main_keys]
 
@@ -270,8 +288,10 @@ def _purchase(
     has_history: set[uuid.UUID],
     limits: _Limits,
     policy: Policy,
+    fulfilled: set[str],
 ) -> int:
-    """Applies one purchase to the book; returns the points a paid order earned."""
+    """Applies one purchase to the book; returns the points a paid order earned. `fulfilled`:
+    the orders known to be fulfilled (a paid one of them is not pending)."""
     cid = p.customer_id
     key = p.key
     if p.action is Action.EARN:
@@ -297,7 +317,9 @@ def _purchase(
         if p.currency and p.currency not in policy.default_rates and score.points == 0:
             warn_no_rate(p.currency)
         limits.apply(cid, score.parts(), at=p.at, tier=account.tier)
-        pending = policy.pending_until_fulfilled or policy.pending_days > 0
+        pending = (
+            policy.pending_until_fulfilled or policy.pending_days > 0
+        ) and p.order_ref not in fulfilled
         pending_until = (
             None
             if policy.pending_until_fulfilled or not pending
@@ -341,6 +363,7 @@ def _purchase(
         wanted = refund_wanted(p, {lid: (s.points, s.amount_minor) for lid, s in have.items()})
         book.reverse(cid, order_ref=p.order_ref, key=key, reason=REFUND_REASON, wanted=wanted)
     elif p.action is Action.FULFILLED:
+        fulfilled.add(p.order_ref)
         for lot in list(book.lots.get(cid, [])):
             if lot.order_ref == p.order_ref:
                 book.unlock(lot, key=f"unlock:{lot.grant_key or lot.id}", reason=UNLOCK_REASON)
