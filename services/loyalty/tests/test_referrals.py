@@ -193,6 +193,13 @@ async def test_self_referral_is_refused(
         db, settings, registered(b, await code_of(client, a), address="تهران خيابان ولیعصر پلاک 12")
     )
     assert (await referral(db, b))["note"] == "self_referral:address"
+    # Erasure drops what the guard kept of a customer (the referral, ids only, stays).
+    await apply(db, settings, profile_pb2.CustomerErased(customer_id=str(a)))
+    async with db.sessionmaker() as s:
+        kept = await s.scalar(
+            text("SELECT count(*) FROM customer_contacts WHERE customer_id = :id"), {"id": a}
+        )
+    assert kept == 0 and (await referral(db, b))["status"] == "refused"
 
 
 async def test_referrer_cap_per_period(

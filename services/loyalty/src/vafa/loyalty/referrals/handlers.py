@@ -1,5 +1,8 @@
 """The `loyalty.referrals` consumer: profile's snapshots keep the contacts (self-referral guard)
-and open referrals (`referred_by_code`); paid orders complete them."""
+and open referrals (`referred_by_code`); paid orders complete them; an erasure drops the
+contacts."""
+
+import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -13,6 +16,7 @@ from vafa.loyalty.referrals import service
 TYPES = [
     profile_pb2.CustomerRegistered,
     profile_pb2.CustomerUpdated,
+    profile_pb2.CustomerErased,
     profile_pb2.PurchaseAttributed,
 ]
 
@@ -34,6 +38,8 @@ def referrals_handler(settings: Settings) -> BatchHandler:
                 customer_id = await purchases.record(session, msg, at=env.time)
                 if msg.kind == profile_pb2.PURCHASE_KIND_PAID:
                     await service.on_paid(session, customer_id=customer_id, settings=settings)
+            elif isinstance(msg, profile_pb2.CustomerErased):
+                await service.forget_contacts(session, customer_id=uuid.UUID(msg.customer_id))
             else:
                 raise TypeError(f"not an event for referrals: {env.type}")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -72,6 +72,12 @@ async def record_contacts(
         )
     )
     return customer_id
+
+
+async def forget_contacts(session: AsyncSession, *, customer_id: uuid.UUID) -> None:
+    """An erased customer's phones, emails and address go; the referrals (ids only) stay, so
+    the points they gave remain explained."""
+    await session.execute(delete(CustomerContact).where(CustomerContact.customer_id == customer_id))
 
 
 async def _contacts(session: AsyncSession, customer_id: uuid.UUID) -> rules.Contacts:
