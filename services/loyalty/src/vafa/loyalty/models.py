@@ -608,3 +608,11 @@ class Referral(Base):
         DateTime(timezone=True), nullable=False, server_default=func.now()
     )
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Tiers count the points of files merged into a member (tiers/service.py): find them by index.
+Index(
+    "ix_accounts_merged_into",
+    Account.merged_into,
+    postgresql_where=text("merged_into IS NOT NULL"),
+)

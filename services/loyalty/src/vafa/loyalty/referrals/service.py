@@ -106,6 +106,7 @@ async def _lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
     )
 
 
+_SURVIVOR = text("SELECT merged_into FROM accounts WHERE customer_id = :id")
 _FIRST_PAID = text(
     "SELECT order_ref FROM club_orders WHERE customer_id = :id AND NOT cancelled "
     "ORDER BY paid_at, order_ref LIMIT 1"
@@ -129,6 +130,8 @@ async def open_referral(
     owner = await session.scalar(
         select(ReferralCode.customer_id).where(ReferralCode.code == normalised)
     )
+    if owner is not None:  # a code of a file since merged belongs to the survivor
+        owner = await session.scalar(_SURVIVOR, {"id": owner}) or owner
     referral = Referral(
         referred_id=referred_id,
         referrer_id=owner,
@@ -254,6 +257,38 @@ async def _complete(
         ),
         event_id=deterministic_id("loyalty", "referral-completed", str(referral.referred_id)),
     )
+
+
+# --- merges ---------------------------------------------------------------------------------
+
+_FOLLOW_MERGE = [
+    # The survivor keeps their own code; takes the merged file's when they had none (a code
+    # left with the merged file still refers to the survivor, see open_referral).
+    "UPDATE referral_codes SET customer_id = :survivor WHERE customer_id = :merged "
+    "AND NOT EXISTS (SELECT 1 FROM referral_codes WHERE customer_id = :survivor)",
+    "UPDATE referrals SET referrer_id = :survivor WHERE referrer_id = :merged",
+    "UPDATE referrals SET referred_id = :survivor WHERE referred_id = :merged "
+    "AND NOT EXISTS (SELECT 1 FROM referrals WHERE referred_id = :survivor)",
+    "UPDATE club_orders SET customer_id = :survivor WHERE customer_id = :merged",
+    # The survivor's next snapshot carries the contacts of both.
+    "DELETE FROM customer_contacts WHERE customer_id = :merged",
+]
+
+
+async def follow_merge(
+    session: AsyncSession, *, survivor_id: uuid.UUID, merged_id: uuid.UUID
+) -> None:
+    """What the merged file had here becomes the survivor's: its referral code (unless the
+    survivor has one), the referrals it made or was made by, its paid orders (spend tiers,
+    first order). Idempotent. A pending referral between the two files is refused when it
+    would complete (self-referral)."""
+    if survivor_id == merged_id:
+        return
+    await _lock_customer(session, merged_id)
+    await _lock_customer(session, survivor_id)
+    params = {"survivor": survivor_id, "merged": merged_id}
+    for statement in _FOLLOW_MERGE:
+        await session.execute(text(statement), params)
 
 
 # --- the staff report --------------------------------------------------------------------------

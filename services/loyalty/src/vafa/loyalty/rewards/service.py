@@ -583,3 +583,20 @@ async def consume(
         event_id=deterministic_id("loyalty", "coupon-redeemed", coupon.code),
     )
     return Consumed(coupon, reward, replayed=False)
+
+
+# --- merges ---------------------------------------------------------------------------------
+
+
+async def follow_merge(
+    session: AsyncSession, *, survivor_id: uuid.UUID, merged_id: uuid.UUID
+) -> None:
+    """The merged file's redemptions and coupons are the survivor's from now on (so the member
+    sees them, and per-member limits count them). Idempotent."""
+    params = {"survivor": survivor_id, "merged": merged_id}
+    await session.execute(
+        text("UPDATE redemptions SET customer_id = :survivor WHERE customer_id = :merged"), params
+    )
+    await session.execute(
+        text("UPDATE coupons SET customer_id = :survivor WHERE customer_id = :merged"), params
+    )

@@ -12,7 +12,10 @@ from vafa.kit.consumer import BatchHandler
 from vafa.loyalty import purchases
 from vafa.loyalty.tiers import service
 
-TYPES = [loyalty_pb2.PointsEarned, profile_pb2.PurchaseAttributed]
+# PointsAdjusted too: a merge moves points with it, and the survivor's tier counts the merged
+# file's earnings (tiers/service.py); an ordinary adjustment changes no measure, so evaluating
+# on it does nothing.
+TYPES = [loyalty_pb2.PointsEarned, loyalty_pb2.PointsAdjusted, profile_pb2.PurchaseAttributed]
 
 
 def tiers_handler() -> BatchHandler:
@@ -22,7 +25,7 @@ def tiers_handler() -> BatchHandler:
             msg = env.message
             if isinstance(msg, profile_pb2.PurchaseAttributed):
                 members.append(await purchases.record(session, msg, at=env.time))
-            elif isinstance(msg, loyalty_pb2.PointsEarned):
+            elif isinstance(msg, loyalty_pb2.PointsEarned | loyalty_pb2.PointsAdjusted):
                 members.append(uuid.UUID(msg.customer_id))
             else:
                 raise TypeError(f"not an event for tiers: {env.type}")

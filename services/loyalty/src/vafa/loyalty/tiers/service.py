@@ -125,18 +125,28 @@ async def delete_tier(session: AsyncSession, *, code: str) -> None:
 # Points earned: every grant (orders, earning rules, referrals), pending or not, net of its
 # reversals; adjustments, spending, expiry and unlocking (pending becoming spendable) do not
 # move a tier.
+# A member's points include those earned by the files merged into theirs (the ledger moves
+# the merged balance with `merge` entries, which are not counted, so nothing counts twice).
 _POINTS = text(
-    "SELECT customer_id, COALESCE(SUM(delta + pending_delta), 0)::bigint FROM ledger_entries "
-    "WHERE customer_id = ANY(CAST(:ids AS uuid[])) AND kind IN ('earn', 'reverse') "
-    "AND created_at >= COALESCE(CAST(:start AS timestamptz), '-infinity') "
-    "AND created_at < COALESCE(CAST(:end AS timestamptz), 'infinity') "
-    "GROUP BY customer_id"
+    "WITH members AS ("
+    "  SELECT customer_id, COALESCE(merged_into, customer_id) AS member FROM accounts"
+    "  WHERE customer_id = ANY(CAST(:ids AS uuid[])) OR merged_into = ANY(CAST(:ids AS uuid[]))"
+    ") "
+    "SELECT m.member, COALESCE(SUM(e.delta + e.pending_delta), 0)::bigint "
+    "FROM members m JOIN ledger_entries e ON e.customer_id = m.customer_id "
+    "WHERE e.kind IN ('earn', 'reverse') "
+    "AND e.created_at >= COALESCE(CAST(:start AS timestamptz), '-infinity') "
+    "AND e.created_at < COALESCE(CAST(:end AS timestamptz), 'infinity') "
+    "GROUP BY m.member"
 )
+# club_orders follow a merge (referrals/service.merge moves them to the survivor).
 _SPEND = text(
-    "SELECT o.customer_id, COALESCE(SUM(GREATEST(o.total_minor - COALESCE(r.refunded, 0), 0)), 0)"
-    "::bigint FROM club_orders o LEFT JOIN ("
-    "  SELECT order_ref, SUM(amount_minor) AS refunded FROM club_order_refunds GROUP BY order_ref"
-    ") r ON r.order_ref = o.order_ref "
+    "SELECT o.customer_id, "
+    "COALESCE(SUM(GREATEST(o.total_minor - COALESCE(r.refunded, 0), 0)), 0)::bigint "
+    "FROM club_orders o LEFT JOIN LATERAL ("
+    "  SELECT SUM(amount_minor) AS refunded FROM club_order_refunds x"
+    "  WHERE x.order_ref = o.order_ref"
+    ") r ON true "
     "WHERE o.customer_id = ANY(CAST(:ids AS uuid[])) AND NOT o.cancelled "
     "AND o.currency = :currency "
     "AND o.paid_at >= COALESCE(CAST(:start AS timestamptz), '-infinity') "
