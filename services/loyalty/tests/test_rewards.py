@@ -118,6 +118,13 @@ async def test_reward_crud_and_validation(client: httpx.AsyncClient) -> None:
         assert r.status_code == 422 and r.headers["content-type"] == PROBLEM, (body, r.text)
         assert pointer in [e["pointer"] for e in r.json()["errors"]], (body, r.json())
     assert (await client.post("/v1/loyalty/rewards", json={}, headers=VIEWER)).status_code == 403
+    # Withdrawn: kept (coupons refer to it), no longer on offer.
+    r = await client.delete(f"/v1/loyalty/rewards/{reward['id']}", headers=MARKETER)
+    assert r.status_code == 204
+    r = await client.get(f"/v1/loyalty/rewards/{reward['id']}", headers=VIEWER)
+    assert r.status_code == 200 and r.json()["active"] is False
+    r = await client.delete(f"/v1/loyalty/rewards/{uuid.uuid4()}", headers=MARKETER)
+    assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
 
 
 async def test_redeem_spends_points_and_issues_a_coupon_once_per_key(
@@ -161,6 +168,9 @@ async def test_redeem_spends_points_and_issues_a_coupon_once_per_key(
     # The member sees the coupons and the catalogue with affordability.
     mine = (await client.get("/v1/club/me/coupons", headers=member(c))).json()
     assert [x["code"] for x in mine] == [second, code]  # newest first
+    staff_view = (await client.get(f"/v1/customers/{c}/coupons", headers=VIEWER)).json()
+    assert staff_view == mine
+    assert (await client.get(f"/v1/customers/{c}/coupons", headers=member(c))).status_code == 403
     offers = (await client.get("/v1/club/me/rewards", headers=member(c))).json()
     offer = next(o for o in offers if o["id"] == reward["id"])
     assert (offer["affordable"], offer["points_short"], offer["redeemed"]) == (False, 50, 2)

@@ -75,6 +75,17 @@ async def update_reward(
     return await _reward_read(session, reward)
 
 
+@router.delete(
+    "/v1/loyalty/rewards/{reward_id}",
+    status_code=204,
+    summary="Withdraw a reward: no longer on offer; coupons already issued stay valid",
+)
+async def delete_reward(reward_id: uuid.UUID, session: SessionDep, _: Marketer) -> Response:
+    await service.withdraw_reward(session, reward_id=reward_id)
+    await session.commit()
+    return Response(status_code=204)
+
+
 @router.post(
     "/v1/loyalty/rewards/{reward_id}/codes",
     response_model=CodesImported,
@@ -208,6 +219,19 @@ async def redeem(
 )
 async def my_coupons(session: SessionDep, member: MemberDep) -> list[CouponRead]:
     rows = await service.member_coupons(session, customer_id=_member_id(member))
+    now = datetime.now(UTC)
+    return [coupon_read(c, r, now) for c, r in rows]
+
+
+@router.get(
+    "/v1/customers/{customer_id}/coupons",
+    response_model=list[CouponRead],
+    summary="A customer's coupons, newest first (for support)",
+)
+async def customer_coupons(
+    customer_id: uuid.UUID, session: SessionDep, _: StaffRead
+) -> list[CouponRead]:
+    rows = await service.member_coupons(session, customer_id=customer_id)
     now = datetime.now(UTC)
     return [coupon_read(c, r, now) for c, r in rows]
 

@@ -93,6 +93,14 @@ async def update_reward(
     return reward
 
 
+async def withdraw_reward(session: AsyncSession, *, reward_id: uuid.UUID) -> None:
+    """Rewards are never deleted (coupons and redemptions refer to them): withdrawn, they are no
+    longer on offer, nor issued after purchases."""
+    reward = await get_reward(session, reward_id=reward_id)
+    reward.active = False
+    await session.flush()
+
+
 async def list_rewards(session: AsyncSession) -> list[Reward]:
     return list((await session.scalars(select(Reward).order_by(Reward.created_at))).all())
 
