@@ -29,6 +29,7 @@ from vafa.kit.cloudevents import deterministic_id
 from vafa.loyalty import codes, ledger
 from vafa.loyalty.config import Settings
 from vafa.loyalty.events import LOYALTY_TOPIC, outbox
+from vafa.loyalty.ledger import store as ledger_store
 from vafa.loyalty.models import CustomerContact, Referral, ReferralCode, ReferralStatus
 from vafa.loyalty.referrals import rules
 
@@ -106,6 +107,10 @@ async def _lock_customer(session: AsyncSession, customer_id: uuid.UUID) -> None:
     )
 
 
+_LOCK_PAIR = text(
+    "SELECT customer_id FROM accounts WHERE customer_id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY customer_id FOR UPDATE"
+)
 _SURVIVOR = text("SELECT merged_into FROM accounts WHERE customer_id = :id")
 _FIRST_PAID = text(
     "SELECT order_ref FROM club_orders WHERE customer_id = :id AND NOT cancelled "
@@ -216,6 +221,10 @@ async def _complete(
         referral.note = "referrer_capped"
     referred_points = settings.referral_referred_points
     key = f"referral:{referral.referred_id}"
+    # Both accounts locked now, in customer-id order like every ledger writer, so the two
+    # grants below cannot deadlock with a batch that locks the same pair.
+    await ledger_store.open_accounts(session, [referrer, referral.referred_id])
+    await session.execute(_LOCK_PAIR, {"ids": sorted([referrer, referral.referred_id])})
     if referred_points > 0:
         await ledger.grant(
             session,
