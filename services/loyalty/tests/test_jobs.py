@@ -268,3 +268,27 @@ async def test_member_reads_points_history_pages_and_staff_reads_liability(
     assert r["outstanding_points"] == r["available_points"] + r["pending_points"] >= 55
     assert sum(m["points"] for m in r["by_expiry_month"]) == r["outstanding_points"]
     assert r["value_minor"] == r["outstanding_points"]  # 1 minor unit per point by default
+
+
+async def test_the_reconcile_command_proves_the_ledger_and_finds_tampering(
+    db: Database, database_url: str
+) -> None:
+    from vafa.loyalty.points import cli
+
+    c = uuid.uuid4()
+    async with db.sessionmaker() as s:
+        await ledger.grant(s, customer_id=c, points=9, idempotency_key=f"cli:{c}", reason="t")
+        await s.commit()
+    code, body = await cli.reconcile(database_url)
+    assert code == 0 and body["mismatch_count"] == 0 and body["lot_mismatch_count"] == 0
+    async with db.sessionmaker() as s:
+        await s.execute(text("UPDATE lots SET remaining = 8 WHERE customer_id = :c"), {"c": c})
+        await s.commit()
+    try:
+        code, body = await cli.reconcile(database_url)
+        assert code == 1 and body["lot_mismatch_count"] == 1
+        assert [m["customer_id"] for m in body["mismatches"]] == [c]  # type: ignore[attr-defined]
+    finally:
+        async with db.sessionmaker() as s:
+            await s.execute(text("UPDATE lots SET remaining = 9 WHERE customer_id = :c"), {"c": c})
+            await s.commit()
