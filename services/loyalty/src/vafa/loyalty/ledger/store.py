@@ -191,7 +191,7 @@ async def load(
                 lines.setdefault((cid, ref), {})[line_id] = LineState(
                     int(points), int(reversed_), int(amount)
                 )
-    return Book(accounts, lots=lots, lines=lines, used_keys=used)
+    return Book(accounts, lots=lots, lines=lines, used_keys=used, lots_loaded=set(lots_of))
 
 
 async def save(
