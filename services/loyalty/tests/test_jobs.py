@@ -268,3 +268,74 @@ async def test_member_reads_points_history_pages_and_staff_reads_liability(
     assert r["outstanding_points"] == r["available_points"] + r["pending_points"] >= 55
     assert sum(m["points"] for m in r["by_expiry_month"]) == r["outstanding_points"]
     assert r["value_minor"] == r["outstanding_points"]  # 1 minor unit per point by default
+
+
+async def test_the_reconcile_command_proves_the_ledger_and_finds_tampering(
+    db: Database, database_url: str
+) -> None:
+    from vafa.loyalty.points import cli
+
+    c = uuid.uuid4()
+    async with db.sessionmaker() as s:
+        await ledger.grant(s, customer_id=c, points=9, idempotency_key=f"cli:{c}", reason="t")
+        await s.commit()
+    code, body = await cli.reconcile(database_url)
+    assert code == 0 and body["mismatch_count"] == 0 and body["lot_mismatch_count"] == 0
+    async with db.sessionmaker() as s:
+        await s.execute(text("UPDATE lots SET remaining = 8 WHERE customer_id = :c"), {"c": c})
+        await s.commit()
+    try:
+        code, body = await cli.reconcile(database_url)
+        assert code == 1 and body["lot_mismatch_count"] == 1
+        assert [m["customer_id"] for m in body["mismatches"]] == [c]  # type: ignore[attr-defined]
+    finally:
+        async with db.sessionmaker() as s:
+            await s.execute(text("UPDATE lots SET remaining = 9 WHERE customer_id = :c"), {"c": c})
+            await s.commit()
+
+
+async def test_customer_events_apply_in_log_order_in_one_batch(session: AsyncSession) -> None:
+    """Registered (with a birth date), points, merged into another, erased — one polled batch:
+    the merge moves what came before it; the erasure drops the birth date, not the points."""
+    from vafa.events.v1 import profile_pb2
+    from vafa.loyalty.config import Settings
+    from vafa.loyalty.points.handlers import customers_handler
+
+    survivor, merged = uuid.uuid4(), uuid.uuid4()
+    await ledger.grant(
+        session, customer_id=merged, points=12, idempotency_key=f"b:{merged}", reason="t"
+    )
+
+    def env(msg: Any) -> cloudevents.Envelope:
+        return cloudevents.Envelope(
+            id=str(uuid.uuid4()), source="/t", type="t", time=NOW, subject="", message=msg
+        )
+
+    registered = profile_pb2.CustomerRegistered(
+        customer=profile_pb2.CustomerSnapshot(customer_id=str(survivor), birth_date="1370-01-01")
+    )
+    updated = profile_pb2.CustomerUpdated(
+        customer=profile_pb2.CustomerSnapshot(customer_id=str(survivor), birth_date="1991-03-21")
+    )
+    merge = profile_pb2.CustomerMerged(
+        survivor_id=str(survivor), merged_id=str(merged), merge_id=f"mg-{merged}"
+    )
+    erased = profile_pb2.CustomerErased(customer_id=str(merged))
+    batch = [env(registered), env(updated), env(merge), env(erased)]
+    handler = customers_handler(Settings())
+    await handler(session, batch)
+    await handler(session, batch)  # redelivered as a whole: nothing more
+    assert await account(session, survivor) == (12, 0)
+    assert await account(session, merged) == (0, 0)
+    rows = (
+        await session.execute(
+            text(
+                "SELECT customer_id, birth_date, merged_into, erased_at IS NOT NULL FROM accounts "
+                "WHERE customer_id = ANY(:ids)"
+            ),
+            {"ids": [survivor, merged]},
+        )
+    ).all()
+    state = {r[0]: tuple(r[1:]) for r in rows}
+    assert state[survivor] == (date(1991, 3, 21), None, False)
+    assert state[merged] == (None, survivor, True)

@@ -131,10 +131,13 @@ class Book:
         lots: dict[uuid.UUID, list[LotState]] | None = None,
         lines: dict[tuple[uuid.UUID, str], dict[str, LineState]] | None = None,
         used_keys: set[str] | None = None,
+        lots_loaded: set[uuid.UUID] | None = None,
     ) -> None:
         self.accounts = accounts
-        # Open lots (remaining > 0) of the accounts the work draws from; None: not loaded.
+        # Open lots (remaining > 0) of the accounts the work draws from (`lots_loaded`), plus
+        # the lots this work opened.
         self.lots = lots if lots is not None else {}
+        self.lots_loaded = lots_loaded if lots_loaded is not None else set(self.lots)
         self.lines = lines if lines is not None else {}
         self.used_keys = used_keys if used_keys is not None else set()
         self.appended: list[Append] = []
@@ -226,6 +229,8 @@ class Book:
         if points > balance:
             raise InsufficientPoints(balance=balance, requested=points)
         draws = self._draw(customer_id, points, self._available(customer_id))
+        if sum(n for _, n in draws) != points:  # the lots must hold the balance (reconcile)
+            raise AssertionError(f"the lots of {customer_id} hold less than its balance")
         return self._append(
             customer_id,
             delta=-points,
@@ -287,6 +292,7 @@ class Book:
         `wanted` None: everything the order still has (a cancellation)."""
         if key in self.used_keys:
             return None
+        self._need_lots(customer_id)
         have = self.lines.get((customer_id, order_ref), {})
         total = 0
         for line_id, state in have.items():
@@ -367,9 +373,10 @@ class Book:
     ) -> tuple[Append | None, Append | None]:
         """A merge: everything `customer_id` has (its open lots, balance and pending) moves to
         `into`. Two entries, keys `<key>:out` and `<key>:in`; the lots keep their dates."""
-        src, dst = self.accounts[customer_id], self.accounts[into]
         if f"{key}:out" in self.used_keys:
             return None, None
+        self._need_lots(customer_id)
+        src = self.accounts[customer_id]
         balance, pending = src.balance, src.pending
         for lot in self.lots.get(customer_id, []):
             if lot.remaining > 0:
@@ -395,12 +402,16 @@ class Book:
             key=f"{key}:in",
             ref=ref,
         )
-        del dst
         return out, into_entry
 
     # --- helpers ------------------------------------------------------------------------
 
+    def _need_lots(self, customer_id: uuid.UUID) -> None:
+        if customer_id not in self.lots_loaded:
+            raise AssertionError(f"the lots of {customer_id} were not loaded for a draw")
+
     def _available(self, customer_id: uuid.UUID) -> list[LotState]:
+        self._need_lots(customer_id)
         lots = self.lots.get(customer_id, [])
         return sorted(
             (lot for lot in lots if lot.status == LotStatus.available and lot.remaining > 0),

@@ -191,7 +191,7 @@ async def load(
                 lines.setdefault((cid, ref), {})[line_id] = LineState(
                     int(points), int(reversed_), int(amount)
                 )
-    return Book(accounts, lots=lots, lines=lines, used_keys=used)
+    return Book(accounts, lots=lots, lines=lines, used_keys=used, lots_loaded=set(lots_of))
 
 
 async def save(
@@ -340,10 +340,19 @@ async def save(
     return entries
 
 
+_last_ts: tuple[datetime | None, Timestamp] = (None, Timestamp())
+
+
 def _ts(value: datetime | None) -> Timestamp:
+    """The entries of one save share their created_at (the transaction's now()): convert it
+    once, not per event."""
+    global _last_ts
+    if value is not None and _last_ts[0] == value:
+        return _last_ts[1]
     ts = Timestamp()
     if value is not None:
         ts.FromDatetime(value)
+    _last_ts = (value, ts)
     return ts
 
 
