@@ -171,11 +171,17 @@ async def apply(
         return []
     policy = policy or Policy()
     purchases = [i for i in items if isinstance(i, Purchase)]
+    earners = [i for i in items if isinstance(i, InteractionEvent) or i.action is Action.EARN]
+    rules: list[engine.ActiveRule] = []
+    if earners:  # read before the locks: the versions are immutable once published
+        times = [i.at for i in earners]
+        rules = await rules_service.active_rules(session, since=min(times), until=max(times))
+    first_rule = any(isinstance(r.definition, FirstPurchase) for r in rules)
     keys: list[str] = []
     for i in items:
         if i.key is not None:
             keys.append(i.key)
-        if isinstance(i, Purchase) and i.action is Action.EARN:
+        if first_rule and isinstance(i, Purchase) and i.action is Action.EARN:
             keys.append(f"earn:first:{i.customer_id}")
     book = await ledger_store.load(
         session,
@@ -184,20 +190,15 @@ async def apply(
         lots_of={p.customer_id for p in purchases if p.reverses or p.action is Action.FULFILLED},
         orders={(p.customer_id, p.order_ref) for p in purchases if p.reverses},
     )
-    earners = [i for i in items if isinstance(i, InteractionEvent) or i.action is Action.EARN]
-    rules: list[engine.ActiveRule] = []
     products: dict[str, engine.ProductInfo] = {}
     has_history: set[uuid.UUID] = set()
     counters: dict[tuple[uuid.UUID, str], int] = {}
     budgets: dict[int, int] = {}
-    if earners:
-        times = [i.at for i in earners]
-        rules = await rules_service.active_rules(session, since=min(times), until=max(times))
     if rules:
         if rules_service.needs_products(rules):
             skus = {li.sku for p in purchases for li in p.lines if li.sku}
             products = await rules_service.load_products(session, skus)
-        if any(isinstance(r.definition, FirstPurchase) for r in rules):
+        if first_rule:
             ids = list({p.customer_id for p in purchases if p.action is Action.EARN})
             has_history = set((await session.execute(_HAS_HISTORY, {"ids": ids})).scalars())
         if any(isinstance(r.definition, Cap) for r in rules):
