@@ -3,16 +3,20 @@ database (and the outbox rows the redemptions write)."""
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from vafa.events.v1 import loyalty_pb2
+from vafa.events.v1 import common_pb2, loyalty_pb2, profile_pb2, shop_orders_pb2
 from vafa.kit import cloudevents
 from vafa.kit.db import Database
+from vafa.kit.kafka import make_producer
+from vafa.kit.settings import ServiceSettings
 from vafa.kit.testing.plugin import principal_headers
+from vafa.kit.testing.poll import eventually
 from vafa.loyalty import ledger
 from vafa.loyalty.rewards import service
 
@@ -320,3 +324,78 @@ async def test_after_purchase_reward_once_per_order(
     assert r.status_code == 409
     offers = (await client.get("/v1/club/me/rewards", headers=member(c))).json()
     assert reward["id"] not in [o["id"] for o in offers]
+
+
+async def test_an_expired_coupon_is_refused_at_checkout(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    reward = await create(client, coupon_valid_days=1, points_price=10)
+    c = await member_with(db, 10)
+    async with db.sessionmaker() as s:
+        issued = await service.issue(
+            s,
+            customer_id=c,
+            reward_id=uuid.UUID(reward["id"]),
+            key=f"redeem:{c}:old",
+            spend_points=True,
+            now=datetime.now(UTC) - timedelta(days=2),  # issued two days ago: expired
+        )
+        await s.commit()
+    code = issued.coupon.code
+    r = await client.post(
+        f"/v1/coupons/{code}/validate", json={"total_minor": 5000, "currency": "USD"}, headers=SHOP
+    )
+    assert (r.json()["valid"], r.json()["reason"], r.json()["coupon"]["status"]) == (
+        False,
+        "expired",
+        "expired",
+    )
+    r = await client.post(f"/v1/coupons/{code}/consume", json={"order_ref": "o-x"}, headers=SHOP)
+    assert r.status_code == 409 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"].endswith("/coupon-expired") and r.json()["expires_at"]
+
+
+async def test_a_paid_order_gets_the_next_purchase_coupon_through_the_worker(
+    client: httpx.AsyncClient, db: Database, settings: ServiceSettings, worker: object
+) -> None:
+    reward = await create(
+        client, name="Next 5%", percent_off=5, points_price=0, after_purchase=True
+    )
+    c = uuid.uuid4()
+    paid = profile_pb2.PurchaseAttributed(
+        customer_id=str(c),
+        kind=profile_pb2.PURCHASE_KIND_PAID,
+        order=shop_orders_pb2.Order(
+            order_ref=f"next:{c}", total=common_pb2.Money(amount_minor=1000, currency="USD")
+        ),
+    )
+    producer = make_producer(settings.kafka, client_id="rewards-test")
+    await producer.start()
+    try:
+        for event_id in ("e-1", "e-2"):  # the same order twice, under two event ids
+            headers, value = cloudevents.encode(
+                paid, source="/vafa/profile", subject=str(c), event_id=f"{event_id}-{c}"
+            )
+            await producer.send_and_wait(
+                settings.kafka.topic("profile.purchases.v1"),
+                value=value,
+                key=str(c).encode(),
+                headers=headers,
+            )
+    finally:
+        await producer.stop()
+
+    async def two_events_consumed() -> bool:
+        async with db.sessionmaker() as s:
+            n = await s.scalar(
+                text(
+                    "SELECT count(*) FROM inbox WHERE consumer = 'loyalty.rewards' "
+                    "AND event_id = ANY(CAST(:ids AS text[]))"
+                ),
+                {"ids": [f"e-1-{c}", f"e-2-{c}"]},
+            )
+        return n == 2
+
+    await eventually(two_events_consumed, within=60, what="loyalty.rewards consumed both")
+    coupons = (await client.get("/v1/club/me/coupons", headers=member(c))).json()
+    assert [x["reward_id"] for x in coupons] == [reward["id"]]
