@@ -1,6 +1,7 @@
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -44,6 +45,17 @@ class Settings(ServiceSettings):
     # The points-liability report: what one point is worth, in minor units of a currency.
     point_value_minor: Decimal = Field(default=Decimal(1), ge=0)
     point_value_currency: str = "USD"
+    # The time zone whose calendar days the liability report's months are made of.
+    report_timezone: str = "UTC"
+
+    @field_validator("report_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("expiry_warning_days", mode="before")
     @classmethod
