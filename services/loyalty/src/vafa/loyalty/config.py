@@ -1,6 +1,6 @@
 import json
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -45,10 +45,13 @@ class Settings(ServiceSettings):
     # The points-liability report: what one point is worth, in minor units of a currency.
     point_value_minor: Decimal = Field(default=Decimal(1), ge=0)
     point_value_currency: str = "USD"
-    # The time zone whose calendar days the liability report's months are made of.
-    report_timezone: str = "UTC"
+    # The shop's time zone and calendar: the days, weeks and months of the earning caps, the
+    # birthday job's "today", and the days the liability report's months are made of.
+    # Jalali weeks start on Saturday and its months are the Solar Hijri ones.
+    timezone: str = "UTC"
+    calendar: Literal["gregorian", "jalali"] = "gregorian"
 
-    @field_validator("report_timezone")
+    @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
         try:

@@ -181,16 +181,19 @@ async def get_liability(
     settings: SettingsDep,
     _: StaffRead,
     calendar: Annotated[
-        Literal["gregorian", "jalali"],
-        Query(description="Months of the Gregorian or the Jalali (Solar Hijri) calendar."),
-    ] = "gregorian",
+        Literal["gregorian", "jalali"] | None,
+        Query(
+            description="Months of the Gregorian or the Jalali (Solar Hijri) calendar "
+            "(default: VAFA_LOYALTY_CALENDAR)."
+        ),
+    ] = None,
 ) -> LiabilityRead:
     return LiabilityRead.model_validate(
         await service.liability(
             session,
             point_value_minor=settings.point_value_minor,
             currency=settings.point_value_currency,
-            calendar=calendar,
-            timezone=settings.report_timezone,
+            calendar=calendar or settings.calendar,
+            timezone=settings.timezone,
         )
     )
