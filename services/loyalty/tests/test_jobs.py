@@ -268,6 +268,11 @@ async def test_member_reads_points_history_pages_and_staff_reads_liability(
     assert r["outstanding_points"] == r["available_points"] + r["pending_points"] >= 55
     assert sum(m["points"] for m in r["by_expiry_month"]) == r["outstanding_points"]
     assert r["value_minor"] == r["outstanding_points"]  # 1 minor unit per point by default
+    jalali = await client.get("/v1/loyalty/liability?calendar=jalali", headers=VIEWER)
+    assert jalali.json()["calendar"] == "jalali"
+    assert jalali.json()["outstanding_points"] == r["outstanding_points"]
+    bad = await client.get("/v1/loyalty/liability?calendar=julian", headers=VIEWER)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["pointer"] == "/query/calendar"
 
 
 async def test_the_reconcile_command_proves_the_ledger_and_finds_tampering(
@@ -339,3 +344,48 @@ async def test_customer_events_apply_in_log_order_in_one_batch(session: AsyncSes
     state = {r[0]: tuple(r[1:]) for r in rows}
     assert state[survivor] == (date(1991, 3, 21), None, False)
     assert state[merged] == (None, survivor, True)
+
+
+async def test_liability_by_jalali_or_gregorian_month_in_the_report_time_zone(
+    session: AsyncSession,
+) -> None:
+    """Lots expiring in 2099 (no other test's): 31 May 22:00 UTC is already 1 June in Tehran;
+    both days are in Khordad 1478."""
+    c = uuid.uuid4()
+    for key, points, expires in [
+        ("may", 40, datetime(2099, 5, 31, 22, tzinfo=UTC)),
+        ("june", 2, datetime(2099, 6, 15, 12, tzinfo=UTC)),
+    ]:
+        await ledger.grant(
+            session,
+            customer_id=c,
+            points=points,
+            idempotency_key=f"lia:{c}:{key}",
+            reason="t",
+            expires_at=expires,
+        )
+    from decimal import Decimal
+
+    def months(report: service.Liability) -> dict[str, int]:
+        return {
+            m.month: m.points
+            for m in report.by_expiry_month
+            if m.month.startswith(("2099", "1478"))
+        }
+
+    utc = await service.liability(session, point_value_minor=Decimal("0.5"), currency="IRR")
+    tehran = await service.liability(
+        session, point_value_minor=Decimal(1), currency="IRR", timezone="Asia/Tehran"
+    )
+    jalali = await service.liability(
+        session,
+        point_value_minor=Decimal(1),
+        currency="IRR",
+        calendar="jalali",
+        timezone="Asia/Tehran",
+    )
+    assert months(utc) == {"2099-05": 40, "2099-06": 2}
+    assert months(tehran) == {"2099-06": 42}
+    assert months(jalali) == {"1478-03": 42}
+    may = next(m for m in utc.by_expiry_month if m.month == "2099-05")
+    assert may.value_minor == 20  # 40 points at half a minor unit each

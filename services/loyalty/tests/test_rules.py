@@ -377,3 +377,16 @@ async def test_rules_api_and_dry_run(client: httpx.AsyncClient, db: Database) ->
         headers=VIEWER,
     )
     assert viewer.status_code == 403
+
+
+def test_cap_periods_follow_the_shops_time_zone_and_calendar() -> None:
+    # Friday 2026-11-20 21:00 UTC is Saturday 00:30 in Tehran: a new day and a new Jalali week
+    # (weeks start on Saturday), still Aban 1405 (Aban 30 = 2026-11-21).
+    at = datetime(2026, 11, 20, 21, tzinfo=UTC)
+    assert engine.period_keys(at) == {"day": "D2026-11-20", "week": "W2026-47", "month": "M2026-11"}
+    tehran = engine.period_keys(at, timezone="Asia/Tehran", calendar="jalali")
+    assert tehran == {"day": "D2026-11-21", "week": "WJ2026-11-21", "month": "MJ1405-08"}
+    a_day_later = engine.period_keys(
+        at + timedelta(days=1), timezone="Asia/Tehran", calendar="jalali"
+    )
+    assert a_day_later["week"] == "WJ2026-11-21" and a_day_later["month"] == "MJ1405-09"

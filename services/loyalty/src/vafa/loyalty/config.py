@@ -1,6 +1,7 @@
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -44,6 +45,20 @@ class Settings(ServiceSettings):
     # The points-liability report: what one point is worth, in minor units of a currency.
     point_value_minor: Decimal = Field(default=Decimal(1), ge=0)
     point_value_currency: str = "USD"
+    # The shop's time zone and calendar: the days, weeks and months of the earning caps, the
+    # birthday job's "today", and the days the liability report's months are made of.
+    # Jalali weeks start on Saturday and its months are the Solar Hijri ones.
+    timezone: str = "UTC"
+    calendar: Literal["gregorian", "jalali"] = "gregorian"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @field_validator("expiry_warning_days", mode="before")
     @classmethod
@@ -60,7 +75,8 @@ class Settings(ServiceSettings):
     # down (upgrades happen at once, on the event). 0 turns the job off.
     tier_reevaluation_seconds: float = Field(default=86_400, ge=0)
     # Referrals: what each side earns when the referred customer's first order is paid, and
-    # how many referrals a referrer earns for per calendar period (week, month or year).
+    # how many referrals a referrer earns for per period (week, month or year of the shop's
+    # time zone and calendar, above).
     referral_referrer_points: int = Field(default=100, ge=0)
     referral_referred_points: int = Field(default=50, ge=0)
     referral_cap: int = Field(default=10, ge=0)

@@ -243,8 +243,9 @@ class ExpiryWarning(Base):
 
 
 class EarnCounter(Base):
-    """Points a customer earned through the rules in a period ("D2026-11-22", "W2026-47",
-    "M2026-11", UTC), for the caps per day/week/month. Changed under the account lock."""
+    """Points a customer earned through the rules in a period of the shop's calendar
+    ("D2026-11-22", "W2026-47" / Jalali "WJ2026-11-21", "M2026-11" / "MJ1405-09"), for the caps
+    per day/week/month. Changed under the account lock."""
 
     __tablename__ = "earn_counters"
     __table_args__ = (PrimaryKeyConstraint("customer_id", "period"),)

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
@@ -193,11 +194,11 @@ async def grant_birthdays(
     policy: Policy,
     now: datetime | None = None,
 ) -> int:
-    """Grants the active birthday rule's points to every member whose birthday is today (UTC;
-    29 February birthdays on 28 February in other years), once per customer per year (key
-    `earn:birthday:<customer>:<year>`). Returns the number of grants."""
+    """Grants the active birthday rule's points to every member whose birthday is today (in the
+    shop's time zone; 29 February birthdays on 28 February in other years), once per customer
+    per year (key `earn:birthday:<customer>:<year>`). Returns the number of grants."""
     now = now or datetime.now(UTC)
-    today: date = now.date()
+    today: date = now.astimezone(ZoneInfo(policy.timezone)).date()
     async with sessionmaker() as session:
         rules = await rules_service.active_rules(session, since=now, until=now)
     if not any(isinstance(r.definition, Birthday) for r in rules):

@@ -1,5 +1,5 @@
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -176,11 +176,24 @@ async def get_reconciliation(
     response_model=LiabilityRead,
     summary="Points liability: outstanding points by expiry month, in points and in money",
 )
-async def get_liability(session: SessionDep, settings: SettingsDep, _: StaffRead) -> LiabilityRead:
+async def get_liability(
+    session: SessionDep,
+    settings: SettingsDep,
+    _: StaffRead,
+    calendar: Annotated[
+        Literal["gregorian", "jalali"] | None,
+        Query(
+            description="Months of the Gregorian or the Jalali (Solar Hijri) calendar "
+            "(default: VAFA_LOYALTY_CALENDAR)."
+        ),
+    ] = None,
+) -> LiabilityRead:
     return LiabilityRead.model_validate(
         await service.liability(
             session,
             point_value_minor=settings.point_value_minor,
             currency=settings.point_value_currency,
+            calendar=calendar or settings.calendar,
+            timezone=settings.timezone,
         )
     )

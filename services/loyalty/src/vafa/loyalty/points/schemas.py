@@ -49,7 +49,9 @@ class HistoryPage(BaseModel):
 class LiabilityMonthRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
-    month: str = Field(description='UTC month the lots expire ("2027-03"), or "never".')
+    month: str = Field(
+        description='Month the lots expire ("2027-03", Jalali "1405-12"), or "never".'
+    )
     points: int
     value_minor: int
 
@@ -57,6 +59,7 @@ class LiabilityMonthRead(BaseModel):
 class LiabilityRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
+    calendar: str = Field(description="gregorian or jalali: the calendar of the months.")
     outstanding_points: int = Field(description="Spendable plus pending points of every member.")
     available_points: int
     pending_points: int

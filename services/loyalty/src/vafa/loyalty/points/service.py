@@ -12,9 +12,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+import jdatetime
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -364,13 +365,14 @@ async def summary(session: AsyncSession, *, account: Account) -> Summary:
 
 @dataclass(frozen=True, slots=True)
 class LiabilityMonth:
-    month: str  # "2027-03", or "never" for lots without expiry
+    month: str  # "2027-03" / Jalali "1405-12", or "never" for lots without expiry
     points: int
     value_minor: int
 
 
 @dataclass(frozen=True, slots=True)
 class Liability:
+    calendar: str
     outstanding_points: int
     available_points: int
     pending_points: int
@@ -380,33 +382,56 @@ class Liability:
     by_expiry_month: list[LiabilityMonth]
 
 
+# Per expiry day in the report's time zone; months are made from days in Python, so the Jalali
+# calendar needs no SQL of its own.
 _LIABILITY = text(
-    "SELECT COALESCE(to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM'), 'never') AS month, "
-    "SUM(remaining) FILTER (WHERE status = 'available') AS available, "
-    "SUM(remaining) FILTER (WHERE status = 'pending') AS pending "
-    "FROM lots WHERE remaining > 0 GROUP BY 1 ORDER BY 1"
+    "SELECT CAST(expires_at AT TIME ZONE :tz AS date) AS day, "
+    "COALESCE(SUM(remaining) FILTER (WHERE status = 'available'), 0) AS available, "
+    "COALESCE(SUM(remaining) FILTER (WHERE status = 'pending'), 0) AS pending "
+    "FROM lots WHERE remaining > 0 GROUP BY 1 ORDER BY 1 NULLS LAST"
 )
 
 
+def month_of(day: date | None, calendar: str) -> str:
+    """ "2027-03" (Gregorian) or "1405-12" (Jalali, Solar Hijri); "never" for no expiry."""
+    if day is None:
+        return "never"
+    if calendar == "jalali":
+        j = jdatetime.date.fromgregorian(date=day)
+        return f"{j.year:04d}-{j.month:02d}"
+    return f"{day.year:04d}-{day.month:02d}"
+
+
 async def liability(
-    session: AsyncSession, *, point_value_minor: Decimal, currency: str
+    session: AsyncSession,
+    *,
+    point_value_minor: Decimal,
+    currency: str,
+    calendar: str = "gregorian",
+    timezone: str = "UTC",
 ) -> Liability:
-    """Points outstanding (spendable and pending), by the UTC month their lots expire, in
-    points and in money (floor of points × value of a point, in minor units)."""
-    months: list[LiabilityMonth] = []
+    """Points outstanding (spendable and pending), by the month their lots expire (Gregorian
+    or Jalali, in `timezone`), in points and in money (floor of points × value of a point, in
+    minor units)."""
+    per_month: dict[str, int] = {}
     available = pending = 0
-    for month, avail, pend in await session.execute(_LIABILITY):
-        a, p = int(avail or 0), int(pend or 0)
+    for day, avail, pend in await session.execute(_LIABILITY, {"tz": timezone}):
+        a, p = int(avail), int(pend)
         available += a
         pending += p
-        months.append(LiabilityMonth(month, a + p, int((a + p) * point_value_minor)))
+        month = month_of(day, calendar)
+        per_month[month] = per_month.get(month, 0) + a + p
     total = available + pending
     return Liability(
+        calendar=calendar,
         outstanding_points=total,
         available_points=available,
         pending_points=pending,
         currency=currency,
         point_value_minor=point_value_minor,
         value_minor=int(total * point_value_minor),
-        by_expiry_month=months,
+        by_expiry_month=[
+            LiabilityMonth(month, points, int(points * point_value_minor))
+            for month, points in per_month.items()
+        ],
     )

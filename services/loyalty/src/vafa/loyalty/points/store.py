@@ -59,6 +59,9 @@ class Policy:
     validity_days: int = 365
     pending_days: int = 0
     pending_until_fulfilled: bool = False
+    # The shop's time zone and calendar, for the cap periods.
+    timezone: str = "UTC"
+    calendar: str = "gregorian"
 
     @classmethod
     def of(cls, settings: Settings) -> Policy:
@@ -67,6 +70,8 @@ class Policy:
             validity_days=settings.points_validity_days,
             pending_days=settings.pending_days,
             pending_until_fulfilled=settings.pending_until_fulfilled,
+            timezone=settings.timezone,
+            calendar=settings.calendar,
         )
 
 
@@ -111,7 +116,12 @@ class _Limits:
         rules: Sequence[engine.ActiveRule],
         budgets: dict[int, int],
         counters: dict[tuple[uuid.UUID, str], int],
+        *,
+        timezone: str = "UTC",
+        calendar: str = "gregorian",
     ) -> None:
+        self.timezone = timezone
+        self.calendar = calendar
         self.rules = rules
         self.budgets = budgets
         self.counters = counters
@@ -128,7 +138,7 @@ class _Limits:
                     part.points, self.budgets[part.rule_id] - self.spent[part.rule_id]
                 )
         if self.has_caps:
-            periods = engine.period_keys(at)
+            periods = engine.period_keys(at, timezone=self.timezone, calendar=self.calendar)
             caps = engine.caps(self.rules, at=at, tier=tier)
             if caps:
                 allowed = min(
@@ -202,12 +212,18 @@ async def apply(
             ids = list({p.customer_id for p in purchases if p.action is Action.EARN})
             has_history = set((await session.execute(_HAS_HISTORY, {"ids": ids})).scalars())
         if any(isinstance(r.definition, Cap) for r in rules):
-            periods = {k for i in earners for k in engine.period_keys(i.at).values()}
+            periods = {
+                k
+                for i in earners
+                for k in engine.period_keys(
+                    i.at, timezone=policy.timezone, calendar=policy.calendar
+                ).values()
+            }
             params = {"ids": list({i.customer_id for i in earners}), "periods": list(periods)}
             for cid, period, points in await session.execute(_COUNTERS, params):
                 counters[(cid, period)] = int(points)
         budgets = await rules_service.lock_budgets(session, {r.rule_id for r in rules})
-    limits = _Limits(rules, budgets, counters)
+    limits = _Limits(rules, budgets, counters, timezone=policy.timezone, calendar=policy.calendar)
     fulfilled: set[str] = set()
     if policy.pending_until_fulfilled or policy.pending_days > 0:
         refs = [p.order_ref for p in purchases if p.action is Action.EARN]

@@ -95,7 +95,8 @@ class Birthday(_Common):
 
 
 class Cap(_Common):
-    """At most `points` earned through the rules per customer per UTC day, ISO week or month."""
+    """At most `points` earned through the rules per customer per day, week or month of the
+    shop's calendar and time zone (VAFA_LOYALTY_CALENDAR, VAFA_LOYALTY_TIMEZONE)."""
 
     kind: Literal["cap"] = "cap"
     period: Literal["day", "week", "month"]

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal, localcontext
+from zoneinfo import ZoneInfo
+
+import jdatetime
 
 from vafa.kit.money import MoneyError, to_major
 from vafa.loyalty.rules.definitions import (
@@ -276,14 +279,19 @@ def birthday_rule(
     )
 
 
-def period_keys(at: datetime) -> dict[str, str]:
-    """The cap periods an instant falls in (UTC): day, ISO week, month."""
-    year, week, _ = at.isocalendar()
-    return {
-        "day": f"D{at:%Y-%m-%d}",
-        "week": f"W{year}-{week:02d}",
-        "month": f"M{at:%Y-%m}",
-    }
+def period_keys(
+    at: datetime, *, timezone: str = "UTC", calendar: str = "gregorian"
+) -> dict[str, str]:
+    """The cap periods an instant falls in, in the shop's time zone and calendar: day, week
+    (ISO, Monday first; Jalali: Saturday first) and month (Gregorian or Solar Hijri)."""
+    local = at.astimezone(ZoneInfo(timezone))
+    day = local.date()
+    if calendar == "jalali":
+        saturday = day - timedelta(days=(day.weekday() + 2) % 7)
+        j = jdatetime.date.fromgregorian(date=day)
+        return {"day": f"D{day}", "week": f"WJ{saturday}", "month": f"MJ{j.year:04d}-{j.month:02d}"}
+    year, week, _ = day.isocalendar()
+    return {"day": f"D{day}", "week": f"W{year}-{week:02d}", "month": f"M{day:%Y-%m}"}
 
 
 def caps(rules: Sequence[ActiveRule], *, at: datetime, tier: str | None) -> dict[str, int]:
