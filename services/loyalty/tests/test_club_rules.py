@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from vafa.loyalty import codes
 from vafa.loyalty.referrals import rules as referral_rules
+from vafa.loyalty.referrals import service as referral_service
 from vafa.loyalty.rewards import rules as reward_rules
 from vafa.loyalty.tiers import rules
 
@@ -137,3 +138,19 @@ def test_self_referral_contacts() -> None:
     e = referral_rules.Contacts.of([], [], "تهران  خيابان ولیعصر پلاک 12")
     assert referral_rules.shared(d, e) == "address"
     assert referral_rules.shared(a, d) is None
+
+
+def test_referral_cap_periods_in_the_shops_calendar() -> None:
+    start = referral_service.period_start
+    now = datetime(2026, 3, 25, 10, tzinfo=UTC)  # a Wednesday; 5 Farvardin 1405 in Tehran
+    assert start("month", now) == datetime(2026, 3, 1, tzinfo=UTC)
+    assert start("week", now) == datetime(2026, 3, 23, tzinfo=UTC)  # ISO: Monday
+    assert start("year", now) == datetime(2026, 1, 1, tzinfo=UTC)
+    tehran = {"timezone": "Asia/Tehran", "calendar": "jalali"}
+    nowruz = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)  # 1 Farvardin 1405, 00:00 in Tehran
+    assert start("month", now, **tehran) == nowruz
+    assert start("year", now, **tehran) == nowruz
+    assert start("week", now, **tehran) == nowruz  # that day was a Saturday: Jalali weeks start
+    later = datetime(2026, 6, 10, 12, tzinfo=UTC)  # 20 Khordad 1405
+    assert start("month", later, **tehran) == datetime(2026, 5, 21, 20, 30, tzinfo=UTC)
+    assert start("year", later, **tehran) == nowruz

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+import jdatetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -176,13 +178,23 @@ async def on_paid(
     return referral
 
 
-def period_start(period: str, now: datetime) -> datetime:
-    day = datetime(now.year, now.month, now.day, tzinfo=UTC)
-    if period == "week":  # ISO weeks start on Monday
-        return day - timedelta(days=now.weekday())
-    if period == "year":
-        return datetime(now.year, 1, 1, tzinfo=UTC)
-    return datetime(now.year, now.month, 1, tzinfo=UTC)
+def period_start(
+    period: str, now: datetime, *, timezone: str = "UTC", calendar: str = "gregorian"
+) -> datetime:
+    """When the cap period holding `now` began, as a UTC instant: the week (Monday first; in
+    the Jalali calendar Saturday first), the month or the year (Gregorian, or Solar Hijri)
+    at midnight in the shop's time zone."""
+    zone = ZoneInfo(timezone)
+    day = now.astimezone(zone).date()
+    if period == "week":
+        back = (day.weekday() + 2) % 7 if calendar == "jalali" else day.weekday()
+        first = day - timedelta(days=back)
+    elif calendar == "jalali":
+        j = jdatetime.date.fromgregorian(date=day)
+        first = jdatetime.date(j.year, 1 if period == "year" else j.month, 1).togregorian()
+    else:
+        first = date(day.year, 1 if period == "year" else day.month, 1)
+    return datetime.combine(first, time(), tzinfo=zone).astimezone(UTC)
 
 
 async def _complete(
@@ -212,7 +224,13 @@ async def _complete(
             Referral.referrer_id == referrer,
             Referral.status == ReferralStatus.completed.value,
             Referral.referrer_points > 0,
-            Referral.completed_at >= period_start(settings.referral_cap_period, now),
+            Referral.completed_at
+            >= period_start(
+                settings.referral_cap_period,
+                now,
+                timezone=settings.timezone,
+                calendar=settings.calendar,
+            ),
         )
     )
     referrer_points = settings.referral_referrer_points
