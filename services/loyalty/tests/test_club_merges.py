@@ -76,7 +76,7 @@ async def test_merge_moves_coupons_codes_and_counts_both_files_for_the_tier(
         )
         await s.commit()
     code = (await client.get("/v1/club/me/referral", headers=member(merged))).json()["code"]
-    tiers = tiers_handler()
+    tiers = tiers_handler(settings)
     referrals = referrals_handler(settings)
 
     async def deliver(handler: object, message: object) -> None:

@@ -4,9 +4,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
-from vafa.loyalty import codes
+from vafa.loyalty import codes, periods
 from vafa.loyalty.referrals import rules as referral_rules
-from vafa.loyalty.referrals import service as referral_service
 from vafa.loyalty.rewards import rules as reward_rules
 from vafa.loyalty.tiers import rules
 
@@ -62,6 +61,14 @@ def test_windows() -> None:
         datetime(2026, 1, 1, tzinfo=UTC),
     )
     assert rules.previous_window("rolling_12_months", now) is None
+    # A shop on the Jalali calendar: the year runs from Nowruz, midnight in Tehran.
+    tehran = periods.ShopCalendar("Asia/Tehran", "jalali")
+    nowruz_1404 = datetime(2025, 3, 20, 20, 30, tzinfo=UTC)
+    nowruz_1405 = datetime(2026, 3, 20, 20, 30, tzinfo=UTC)
+    assert rules.window_start("calendar_year", now, tehran) == nowruz_1404  # 24 Esfand 1404
+    june = datetime(2026, 6, 10, tzinfo=UTC)
+    assert rules.window_start("calendar_year", june, tehran) == nowruz_1405
+    assert rules.previous_window("calendar_year", june, tehran) == (nowruz_1404, nowruz_1405)
 
 
 def _reward(**kw: object) -> SimpleNamespace:
@@ -141,7 +148,7 @@ def test_self_referral_contacts() -> None:
 
 
 def test_referral_cap_periods_in_the_shops_calendar() -> None:
-    start = referral_service.period_start
+    start = periods.period_start
     now = datetime(2026, 3, 25, 10, tzinfo=UTC)  # a Wednesday; 5 Farvardin 1405 in Tehran
     assert start("month", now) == datetime(2026, 3, 1, tzinfo=UTC)
     assert start("week", now) == datetime(2026, 3, 23, tzinfo=UTC)  # ISO: Monday

@@ -4,6 +4,7 @@ from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.loyalty.config import Settings
 from vafa.loyalty.events import CATALOG_TOPIC, CUSTOMERS_TOPIC, LOYALTY_TOPIC, PURCHASES_TOPIC
+from vafa.loyalty.periods import ShopCalendar
 from vafa.loyalty.points import jobs
 from vafa.loyalty.points.handlers import (
     CUSTOMER_TYPES,
@@ -67,7 +68,7 @@ def club_subscriptions(settings: Settings) -> list[Subscription]:
         Subscription(
             "loyalty.tiers",
             [LOYALTY_TOPIC, PURCHASES_TOPIC],
-            batch_handler=tiers_handler(),
+            batch_handler=tiers_handler(settings),
             types=TIER_TYPES,
         ),
         Subscription(
@@ -90,7 +91,7 @@ def club_periodic(settings: Settings) -> list[Periodic]:
         return []
 
     async def reevaluate(ctx: WorkerContext) -> None:
-        await tiers_service.reevaluate_all(ctx.db)
+        await tiers_service.reevaluate_all(ctx.db, cal=ShopCalendar.of(settings))
 
     return [Periodic("loyalty.tier_reevaluation", settings.tier_reevaluation_seconds, reevaluate)]
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
 
-import jdatetime
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -28,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import loyalty_pb2, profile_pb2
 from vafa.kit.cloudevents import deterministic_id
-from vafa.loyalty import codes, ledger
+from vafa.loyalty import codes, ledger, periods
 from vafa.loyalty.config import Settings
 from vafa.loyalty.events import LOYALTY_TOPIC, outbox
 from vafa.loyalty.ledger import store as ledger_store
@@ -178,25 +176,6 @@ async def on_paid(
     return referral
 
 
-def period_start(
-    period: str, now: datetime, *, timezone: str = "UTC", calendar: str = "gregorian"
-) -> datetime:
-    """When the cap period holding `now` began, as a UTC instant: the week (Monday first; in
-    the Jalali calendar Saturday first), the month or the year (Gregorian, or Solar Hijri)
-    at midnight in the shop's time zone."""
-    zone = ZoneInfo(timezone)
-    day = now.astimezone(zone).date()
-    if period == "week":
-        back = (day.weekday() + 2) % 7 if calendar == "jalali" else day.weekday()
-        first = day - timedelta(days=back)
-    elif calendar == "jalali":
-        j = jdatetime.date.fromgregorian(date=day)
-        first = jdatetime.date(j.year, 1 if period == "year" else j.month, 1).togregorian()
-    else:
-        first = date(day.year, 1 if period == "year" else day.month, 1)
-    return datetime.combine(first, time(), tzinfo=zone).astimezone(UTC)
-
-
 async def _complete(
     session: AsyncSession,
     referral: Referral,
@@ -225,7 +204,7 @@ async def _complete(
             Referral.status == ReferralStatus.completed.value,
             Referral.referrer_points > 0,
             Referral.completed_at
-            >= period_start(
+            >= periods.period_start(
                 settings.referral_cap_period,
                 now,
                 timezone=settings.timezone,

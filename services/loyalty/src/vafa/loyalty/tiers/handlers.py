@@ -10,6 +10,8 @@ from vafa.events.v1 import loyalty_pb2, profile_pb2
 from vafa.kit.cloudevents import Envelope
 from vafa.kit.consumer import BatchHandler
 from vafa.loyalty import purchases
+from vafa.loyalty.config import Settings
+from vafa.loyalty.periods import ShopCalendar
 from vafa.loyalty.tiers import service
 
 # PointsAdjusted too: a merge moves points with it, and the survivor's tier counts the merged
@@ -18,7 +20,9 @@ from vafa.loyalty.tiers import service
 TYPES = [loyalty_pb2.PointsEarned, loyalty_pb2.PointsAdjusted, profile_pb2.PurchaseAttributed]
 
 
-def tiers_handler() -> BatchHandler:
+def tiers_handler(settings: Settings) -> BatchHandler:
+    cal = ShopCalendar.of(settings)
+
     async def on_events(session: AsyncSession, envelopes: list[Envelope]) -> None:
         members: list[uuid.UUID] = []
         for env in envelopes:
@@ -29,6 +33,6 @@ def tiers_handler() -> BatchHandler:
                 members.append(uuid.UUID(msg.customer_id))
             else:
                 raise TypeError(f"not an event for tiers: {env.type}")
-        await service.evaluate(session, customer_ids=members, allow_downgrade=False)
+        await service.evaluate(session, customer_ids=members, allow_downgrade=False, cal=cal)
 
     return on_events

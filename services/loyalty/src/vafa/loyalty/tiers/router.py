@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from vafa.kit.auth import MemberDep, Principal, StaffRead, require
 from vafa.kit.db import SessionDep
 from vafa.kit.errors import NotFound
+from vafa.loyalty.periods import ShopCalendar
 from vafa.loyalty.tiers import service
 from vafa.loyalty.tiers.schemas import (
     ReevaluationRead,
@@ -60,7 +61,9 @@ async def reevaluate(
     request: Request, _: Annotated[Principal, require("admin")]
 ) -> ReevaluationRead:
     # Paged in transactions of its own, like the periodic job.
-    done = await service.reevaluate_all(request.app.state.db)
+    done = await service.reevaluate_all(
+        request.app.state.db, cal=ShopCalendar.of(request.app.state.settings)
+    )
     return ReevaluationRead(
         evaluated=done.evaluated, upgraded=done.upgraded, downgraded=done.downgraded
     )
@@ -101,9 +104,10 @@ def _progress_read(m: service.MemberTier) -> TierProgressRead:
     summary="A customer's tier and progress",
 )
 async def get_customer_tier(
-    customer_id: uuid.UUID, session: SessionDep, _: StaffRead
+    customer_id: uuid.UUID, request: Request, session: SessionDep, _: StaffRead
 ) -> TierProgressRead:
-    return _progress_read(await service.member_tier(session, customer_id=customer_id))
+    cal = ShopCalendar.of(request.app.state.settings)
+    return _progress_read(await service.member_tier(session, customer_id=customer_id, cal=cal))
 
 
 @router.get(
@@ -111,9 +115,10 @@ async def get_customer_tier(
     response_model=TierProgressRead,
     summary="The signed-in member's tier and progress",
 )
-async def get_my_tier(session: SessionDep, member: MemberDep) -> TierProgressRead:
+async def get_my_tier(request: Request, session: SessionDep, member: MemberDep) -> TierProgressRead:
     try:
         customer_id = uuid.UUID(member.id)
     except ValueError:
         raise NotFound("This member has no points account.") from None
-    return _progress_read(await service.member_tier(session, customer_id=customer_id))
+    cal = ShopCalendar.of(request.app.state.settings)
+    return _progress_read(await service.member_tier(session, customer_id=customer_id, cal=cal))

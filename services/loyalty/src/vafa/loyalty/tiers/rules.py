@@ -2,7 +2,7 @@
 
 - A member's measure is points earned (earn entries net of their reversals) or money paid
   (net of refunds, in the ladder's currency) within the window: the last 12 months, the
-  current calendar year (UTC), or ever.
+  current calendar year (the shop's: Gregorian or Solar Hijri, in its time zone), or ever.
 - The member's tier is the highest whose threshold the measure reaches (none below the lowest).
 - Upgrades happen at once (on the event that raised the measure); a lower tier is applied only
   by a re-evaluation. A calendar-year tier is kept through the following year: re-evaluation
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from vafa.loyalty import periods
 from vafa.loyalty.models import TierWindow
 
 
@@ -29,20 +30,28 @@ class Rung:
     earn_multiplier: Decimal
 
 
-def window_start(window: str, now: datetime) -> datetime | None:
-    """Where the current window begins (None: lifetime)."""
+def window_start(
+    window: str, now: datetime, cal: periods.ShopCalendar = periods.ShopCalendar()
+) -> datetime | None:
+    """Where the current window begins (None: lifetime). A calendar year is the shop's:
+    Gregorian, or Solar Hijri from Nowruz, from midnight in its time zone."""
     if window == TierWindow.rolling_12_months:
         # 365 days, so 29 February does not need a rule of its own.
         return now - timedelta(days=365)
     if window == TierWindow.calendar_year:
-        return datetime(now.year, 1, 1, tzinfo=UTC)
+        return periods.period_start("year", now, timezone=cal.timezone, calendar=cal.calendar)
     return None
 
 
-def previous_window(window: str, now: datetime) -> tuple[datetime, datetime] | None:
+def previous_window(
+    window: str, now: datetime, cal: periods.ShopCalendar = periods.ShopCalendar()
+) -> tuple[datetime, datetime] | None:
     """The period a calendar-year tier was earned in and is kept for: last year."""
     if window == TierWindow.calendar_year:
-        return datetime(now.year - 1, 1, 1, tzinfo=UTC), datetime(now.year, 1, 1, tzinfo=UTC)
+        return (
+            periods.previous_year_start(now, timezone=cal.timezone, calendar=cal.calendar),
+            periods.period_start("year", now, timezone=cal.timezone, calendar=cal.calendar),
+        )
     return None
 
 

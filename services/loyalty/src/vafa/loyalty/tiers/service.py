@@ -26,6 +26,7 @@ from vafa.kit.outbox import OutboxEvent
 from vafa.loyalty.events import LOYALTY_TOPIC, outbox
 from vafa.loyalty.ledger import store
 from vafa.loyalty.models import Tier, TierMeasure
+from vafa.loyalty.periods import ShopCalendar
 from vafa.loyalty.tiers import rules
 from vafa.loyalty.tiers.schemas import TierCreate, TierUpdate
 
@@ -195,13 +196,18 @@ async def _measure(
 
 
 async def measures(
-    session: AsyncSession, ladder: Ladder, ids: Sequence[uuid.UUID], *, now: datetime
+    session: AsyncSession,
+    ladder: Ladder,
+    ids: Sequence[uuid.UUID],
+    *,
+    now: datetime,
+    cal: ShopCalendar = ShopCalendar(),
 ) -> tuple[dict[uuid.UUID, int], dict[uuid.UUID, int]]:
     """Per member: the measure in the current window, and the one a re-evaluation keeps a tier
     on (for a calendar year, the better of this year and last)."""
-    current = await _measure(session, ladder, ids, rules.window_start(ladder.window, now))
+    current = await _measure(session, ladder, ids, rules.window_start(ladder.window, now, cal))
     keep = dict(current)
-    previous = rules.previous_window(ladder.window, now)
+    previous = rules.previous_window(ladder.window, now, cal)
     if previous is not None:
         last = await _measure(session, ladder, ids, *previous)
         keep = {c: max(current[c], last[c]) for c in ids}
@@ -248,6 +254,7 @@ async def evaluate(
     customer_ids: Sequence[uuid.UUID],
     allow_downgrade: bool,
     now: datetime | None = None,
+    cal: ShopCalendar = ShopCalendar(),
 ) -> Evaluated:
     """Applies the tier rules to the members (set-based: a few statements for any number):
     events call it with allow_downgrade=False (only up), the re-evaluation with True."""
@@ -260,7 +267,7 @@ async def evaluate(
     current = {c: t for c, t in await session.execute(_LOCK, {"ids": ids})}
     if ladder is None:
         return Evaluated(len(ids), 0, 0)
-    value, keep = await measures(session, ladder, ids, now=now)
+    value, keep = await measures(session, ladder, ids, now=now, cal=cal)
     changed: list[tuple[uuid.UUID, rules.Decision]] = []
     for c in ids:
         d = rules.decide(
@@ -303,7 +310,11 @@ _ACCOUNTS_PAGE = text(
 
 
 async def reevaluate_all(
-    db: Database, *, now: datetime | None = None, page: int = 500
+    db: Database,
+    *,
+    now: datetime | None = None,
+    cal: ShopCalendar = ShopCalendar(),
+    page: int = 500,
 ) -> Evaluated:
     """Every account, a page per transaction (so the job never holds many locks for long)."""
     after = uuid.UUID(int=0)
@@ -315,7 +326,7 @@ async def reevaluate_all(
             )
             if not ids:
                 return total
-            done = await evaluate(session, customer_ids=ids, allow_downgrade=True, now=now)
+            done = await evaluate(session, customer_ids=ids, allow_downgrade=True, now=now, cal=cal)
             await session.commit()
         total = Evaluated(
             total.evaluated + done.evaluated,
@@ -339,7 +350,11 @@ class MemberTier:
 
 
 async def member_tier(
-    session: AsyncSession, *, customer_id: uuid.UUID, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    now: datetime | None = None,
+    cal: ShopCalendar = ShopCalendar(),
 ) -> MemberTier:
     now = now or datetime.now(UTC)
     row = (await session.execute(_ACCOUNT_TIER, {"id": customer_id})).one_or_none()
@@ -350,7 +365,7 @@ async def member_tier(
     ladder = Ladder.of(await list_tiers(session))
     if ladder is None:
         return MemberTier(customer_id, None, rules.progress([], None, 0), Decimal(1))
-    value, _ = await measures(session, ladder, [customer_id], now=now)
+    value, _ = await measures(session, ladder, [customer_id], now=now, cal=cal)
     return MemberTier(
         customer_id,
         ladder,
