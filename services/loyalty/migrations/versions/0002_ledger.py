@@ -172,7 +172,6 @@ def upgrade() -> None:
         unique=False,
         postgresql_where=sa.text("remaining > 0"),
     )
-    op.create_index("ix_lots_order_ref", "lots", ["order_ref"], unique=False)
     op.create_index(
         "ix_lots_pending_until",
         "lots",
@@ -302,7 +301,6 @@ def downgrade() -> None:
         table_name="lots",
         postgresql_where=sa.text("status = 'pending' AND remaining > 0"),
     )
-    op.drop_index("ix_lots_order_ref", table_name="lots")
     op.drop_index("ix_lots_expiring", table_name="lots", postgresql_where=sa.text("remaining > 0"))
     op.drop_index(
         "ix_lots_customer_open", table_name="lots", postgresql_where=sa.text("remaining > 0")

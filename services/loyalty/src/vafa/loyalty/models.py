@@ -158,7 +158,6 @@ class Lot(Base):
             "pending_until",
             postgresql_where=text("status = 'pending' AND remaining > 0"),
         ),
-        Index("ix_lots_order_ref", "order_ref"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
