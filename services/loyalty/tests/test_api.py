@@ -62,7 +62,14 @@ async def test_known_customer_with_no_points_is_not_a_404(
         await service.open_account(s, customer_id=c)
         await s.commit()
     r = await client.get(f"/v1/customers/{c}/points", headers=VIEWER)
-    assert r.status_code == 200 and r.json() == {"customer_id": str(c), "balance": 0, "entries": []}
+    assert r.status_code == 200 and r.json() == {
+        "customer_id": str(c),
+        "balance": 0,
+        "pending": 0,
+        "next_expiry_at": None,
+        "next_expiry_points": 0,
+        "entries": [],
+    }
 
 
 async def test_unknown_customer_is_a_404_problem(client: httpx.AsyncClient) -> None:
@@ -203,6 +210,7 @@ async def test_reconciliation_is_empty(client: httpx.AsyncClient, db: Database) 
     body = r.json()
     assert body["accounts"] >= 1
     assert body["mismatch_count"] == 0 and body["mismatches"] == []
+    assert body["lot_mismatch_count"] == 0
     assert body["balance_total"] == body["ledger_total"] > 0
 
 

@@ -291,8 +291,12 @@ async def test_adjustments(session: AsyncSession) -> None:
     )
     assert taken.balance == 0 and taken.entry.author == "staff:m"
     await assert_sound(session, c, 0)
-    kinds = [type(e.message).__name__ for e in await events(session, c)]
-    assert kinds == ["PointsEarned", "PointsReversed"]
+    adjusted = [e.message for e in await events(session, c)]
+    assert [type(m).__name__ for m in adjusted] == ["PointsAdjusted", "PointsAdjusted"]
+    assert [(m.points, m.balance, m.reason, m.author) for m in adjusted] == [  # type: ignore[attr-defined]
+        (50, 50, "welcome", "staff:m"),
+        (-50, 0, "oops", "staff:m"),
+    ]
 
 
 async def test_reconcile_finds_a_tampered_balance(session: AsyncSession) -> None:
