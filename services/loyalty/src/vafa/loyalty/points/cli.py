@@ -1,18 +1,15 @@
 """`python -m vafa.loyalty reconcile`: the reconciliation as a command (for cron or a deploy
 check). Prints the result as JSON; exits 1 when any account or lot disagrees, else 0.
-
-The kit's cli knows only api | worker | migrate, so vafa.loyalty.__main__ routes this one
-command here before handing the rest to the kit."""
+Registered in spec.py as one of the service's operator commands (vafa.kit.cli)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import sys
 
 from vafa.kit.db import Database
-from vafa.loyalty.config import Settings
+from vafa.kit.settings import ServiceSettings
 from vafa.loyalty.points import service
 
 
@@ -28,10 +25,10 @@ async def reconcile(database_url: str) -> tuple[int, dict[str, object]]:
     return code, body
 
 
-def main(argv: list[str]) -> int:
+async def command(settings: ServiceSettings, argv: list[str]) -> int:
     if argv:
         print("usage: python -m vafa.loyalty reconcile", file=sys.stderr)
         return 2
-    code, body = asyncio.run(reconcile(Settings().database_url))
+    code, body = await reconcile(settings.database_url)
     print(json.dumps(body, default=str, indent=2))
     return code
