@@ -2,11 +2,11 @@
 
 Redemption is one transaction: lock the member's account (the ledger's lock, so the member's
 redemptions run one at a time: the per-member limit and the balance read stay true until the
-commit), check the limit and the balance, take one from the reward's stock with a conditional
-UPDATE (`stock > 0`, so concurrent members never oversell it), pick a pool code with
-FOR UPDATE SKIP LOCKED (or generate one), spend the points through the ledger and write the
-redemption, the coupon and `RewardIssued` to the outbox. Any refusal raises and rolls it all
-back. The same idempotency key returns the first redemption and changes nothing.
+commit), check the limit and the balance, pick a pool code with FOR UPDATE SKIP LOCKED (or
+generate one), spend the points through the ledger, write the redemption, the coupon and
+`RewardIssued` to the outbox, and last take one from the reward's stock with a conditional
+UPDATE (`stock > 0`, so concurrent members never oversell it; last, so the hot row's lock is
+held only until the commit just after). Any refusal raises and rolls it all back. The same idempotency key returns the first redemption and changes nothing.
 
 A coupon is consumed by a conditional UPDATE (`consumed_order_ref IS NULL`): the same order
 again is a replay, another order a 409 naming the order it was used on.
@@ -286,13 +286,8 @@ async def issue(
     price = reward.points_price if spend_points else 0
     if price > balance:
         raise InsufficientPoints(balance=balance, price=price)
-    if reward.stock is not None:
-        left = (await session.execute(_TAKE_STOCK, {"id": reward_id})).scalar_one_or_none()
-        if left is None:
-            raise Problem(
-                409, f"The reward {reward.name!r} is out of stock.", type="reward-out-of-stock"
-            )
-        reward.stock = left  # what the UPDATE left, without another read
+    if reward.stock is not None and reward.stock <= 0:  # fail fast; the UPDATE below decides
+        raise _out_of_stock(reward)
     redemption = Redemption(
         id=uuid.uuid4(),
         customer_id=customer_id,
@@ -324,7 +319,18 @@ async def issue(
         message=reward_issued(reward, redemption, coupon, now=now),
         event_id=deterministic_id("loyalty", "reward-issued", str(redemption.id)),
     )
+    if reward.stock is not None:
+        # Last, just before the commit: every redemption of this reward queues on its row lock,
+        # so it is held for one statement and the commit rather than the whole transaction.
+        left = (await session.execute(_TAKE_STOCK, {"id": reward_id})).scalar_one_or_none()
+        if left is None:
+            raise _out_of_stock(reward)  # rolls back the spend and the coupon with it
+        reward.stock = left  # what the UPDATE left, without another read
     return Issued(redemption, coupon, reward, balance, replayed=False)
+
+
+def _out_of_stock(reward: Reward) -> Problem:
+    return Problem(409, f"The reward {reward.name!r} is out of stock.", type="reward-out-of-stock")
 
 
 async def _coupon(
