@@ -51,7 +51,7 @@ ADD_ENTRIES_SQL = (
     "CAST(:entry_source_ids AS text[]), CAST(:entry_summaries AS text[]), "
     "CAST(:entry_data AS text[])) WITH ORDINALITY AS t(c, k, o, s, i, m, d, n) "
     "ORDER BY n "
-    "ON CONFLICT (source_id) DO NOTHING RETURNING source_id"
+    "ON CONFLICT (source, source_id) DO NOTHING RETURNING source_id"
 )
 _ADD_ENTRIES = text(ADD_ENTRIES_SQL)
 
@@ -110,7 +110,7 @@ async def add_entry(
             summary=summary,
             data=data,
         )
-        .on_conflict_do_nothing(index_elements=[TimelineEntry.source_id])
+        .on_conflict_do_nothing(index_elements=[TimelineEntry.source, TimelineEntry.source_id])
         .returning(TimelineEntry.id)
     )
     return result.scalar_one_or_none()
