@@ -14,5 +14,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Customers and leads, their identities, purchase history and timeline: "
         "the identity authority of the platform.",
         routers=[customers_router, timeline_router, club_router],
-        openapi_tags=[{"name": "customers", "description": "Customer files, lookup and timeline."}],
+        openapi_tags=[
+            {"name": "customers", "description": "Customer files, lookup and timeline."},
+            {
+                "name": "club",
+                "description": "The club account: sign-up, sign-in, codes, and the member's "
+                "own file under /v1/club/me.",
+            },
+        ],
     )

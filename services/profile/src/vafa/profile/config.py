@@ -1,4 +1,4 @@
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
@@ -13,3 +13,30 @@ class Settings(ServiceSettings):
     # ISO 3166-1 alpha-2 region for local phone numbers ("0912...") when an order's billing
     # country does not say otherwise.
     default_region: str = Field(default="IR", min_length=2, max_length=2)
+
+    # -- the club account ------------------------------------------------------------------
+    # Signs member tokens; the gateway verifies them with the same variable.
+    jwt_secret: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_JWT_SECRET")
+    member_token_ttl_seconds: int = Field(default=3600, ge=60)
+    # Failed sign-ins (password or code) per identifier before it is locked, and for how long.
+    lockout_threshold: int = Field(default=5, ge=1)
+    lockout_minutes: int = Field(default=15, ge=1)
+    # One-time codes: digits, lifetime, wrong tries before the code is spent, and the pause
+    # before another code for the same purpose is sent (a resend inside it is dropped quietly).
+    code_digits: int = Field(default=6, ge=4, le=10)
+    code_ttl_seconds: int = Field(default=300, ge=30)
+    code_max_attempts: int = Field(default=5, ge=1)
+    code_resend_seconds: int = Field(default=60, ge=0)
+    password_min_length: int = Field(default=8, ge=6)
+    # Language of the code messages messaging sends ("fa", "hy", "en").
+    club_language: str = "fa"
+
+    # -- CSV import ------------------------------------------------------------------------
+    import_max_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    # Files of up to this many rows are imported in the request; larger ones by the worker.
+    import_inline_rows: int = Field(default=20_000, ge=0)
+    # Rows per transaction: an import records its progress after each batch.
+    import_batch_rows: int = Field(default=5_000, ge=1)
+    # Above the import's own limit, so the import's 413 (naming its limit) is the one that
+    # answers; every JSON route bounds its fields itself.
+    max_body_bytes: int = 26 * 1024 * 1024

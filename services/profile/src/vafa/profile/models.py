@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     Text,
     UniqueConstraint,
@@ -463,3 +464,149 @@ class Merge(Base):
 
 Index("ix_merges_survivor_id", Merge.survivor_id)
 Index("ix_merges_merged_id", Merge.merged_id)
+
+
+# -- the club account (0003_club) ------------------------------------------------------------
+
+
+class ClubAccount(Base):
+    """A customer's club membership and credentials. 'member': joined (signed up, or enrolled
+    at the first paid purchase) but has not proved a phone or email by a code; 'verified': has."""
+
+    __tablename__ = "club_accounts"
+    __table_args__ = (
+        CheckConstraint("status IN ('member', 'verified')", name="status"),
+        CheckConstraint("joined_via IN ('signup', 'purchase', 'code')", name="joined_via"),
+    )
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(Text, nullable=False, default="member")
+    # 'signup': the marketing club; 'purchase': the retention club; 'code': a known customer
+    # who redeemed a sign-in or reset code.
+    joined_via: Mapped[str] = mapped_column(Text, nullable=False)
+    joined_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # argon2id; NULL for an enrolled member who has not set a password yet.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        nullable=False,
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+    )
+
+
+class OneTimeCode(Base):
+    """A code sent to a member. Only its HMAC is kept; the code itself leaves in the
+    OneTimeCodeRequested event and nowhere else."""
+
+    __tablename__ = "one_time_codes"
+    __table_args__ = (
+        CheckConstraint("purpose IN ('sign_in', 'password_reset', 'verify')", name="purpose"),
+        CheckConstraint("channel IN ('sms', 'email')", name="channel"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True), ForeignKey("customers.id", ondelete="CASCADE"), nullable=False
+    )
+    purpose: Mapped[str] = mapped_column(Text, nullable=False)
+    channel: Mapped[str] = mapped_column(Text, nullable=False)
+    destination: Mapped[str] = mapped_column(Text, nullable=False)
+    code_hash: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Set when redeemed, spent by wrong tries, or replaced by a newer code.
+    spent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
+# The live code of a purpose is the customer's newest unspent one.
+Index(
+    "ix_one_time_codes_live",
+    OneTimeCode.customer_id,
+    OneTimeCode.purpose,
+    OneTimeCode.created_at.desc(),
+    postgresql_where=OneTimeCode.spent_at.is_(None),
+)
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins per identifier (a normalised email or phone), known to us or not, so a
+    lockout says nothing about whether an account exists."""
+
+    __tablename__ = "sign_in_throttle"
+
+    identifier: Mapped[str] = mapped_column(Text, primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+
+
+# -- CSV imports (0003_club) -----------------------------------------------------------------
+
+
+class CustomerImport(Base):
+    """One uploaded CSV file and how far its import got. The file is kept until the import is
+    done, so it can resume after a crash from `next_row` without doing a row twice."""
+
+    __tablename__ = "customer_imports"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'running', 'done', 'failed')", name="status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
+    # sha256 of the bytes: the same file posted again is the same import.
+    content_hash: Mapped[str] = mapped_column(Text, nullable=False, unique=True)
+    filename: Mapped[str | None] = mapped_column(Text)
+    content: Mapped[bytes | None] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(Text, nullable=False, default="pending")
+    total_rows: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Data rows are numbered from 1 (the header is row 0); rows before next_row are done.
+    next_row: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    created_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    updated_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    # Set when the file cannot be read at all (no header, not UTF-8...).
+    failure: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True),
+        nullable=False,
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerImportError(Base):
+    """One problem with one row of an import; the row was not written."""
+
+    __tablename__ = "customer_import_errors"
+
+    import_id: Mapped[uuid.UUID] = mapped_column(
+        UUID(as_uuid=True),
+        ForeignKey("customer_imports.id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    column: Mapped[str] = mapped_column(Text, primary_key=True)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+# The list's keyset: newest first, ties by id.
+Index("ix_customers_created_id", Customer.created_at.desc(), Customer.id.desc())

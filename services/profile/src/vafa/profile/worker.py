@@ -1,7 +1,8 @@
 import asyncio
 
 from vafa.kit.settings import ServiceSettings
-from vafa.kit.worker import Subscription, run_worker
+from vafa.kit.worker import Periodic, Subscription, run_worker
+from vafa.profile.club.handlers import PURCHASE_TYPES, on_purchases_batch, scrub_sent_codes
 from vafa.profile.config import Settings
 from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
@@ -18,4 +19,12 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
     points = Subscription(
         "profile.loyalty", ["loyalty.events.v1"], batch_handler=on_points_batch, types=LOYALTY_TYPES
     )
-    await run_worker(settings, subscriptions=[orders, points], stop=stop)
+    # The retention club: profile's own paid purchases enrol their customers.
+    club = Subscription(
+        "profile.club",
+        ["profile.purchases.v1"],
+        batch_handler=on_purchases_batch,
+        types=PURCHASE_TYPES,
+    )
+    periodic = [Periodic("profile.scrub_sent_codes", 5.0, scrub_sent_codes)]
+    await run_worker(settings, subscriptions=[orders, points, club], periodic=periodic, stop=stop)
