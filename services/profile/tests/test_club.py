@@ -197,7 +197,9 @@ async def test_login_failures_look_alike_and_lock(client: httpx.AsyncClient) -> 
     )
 
 
-async def test_concurrent_failures_lock_the_identifier(client: httpx.AsyncClient, db: Database) -> None:
+async def test_concurrent_failures_lock_the_identifier(
+    client: httpx.AsyncClient, db: Database
+) -> None:
     """Six wrong passwords at once (separate requests, separate transactions, threshold 3):
     the counter is one upsert per failure, so none is lost to a race and the identifier ends
     locked."""
@@ -411,13 +413,13 @@ async def test_no_secret_no_sign_in(
     app = create_app(
         service_spec.settings(database_url=database_url, kafka=kafka, log_json=False)  # type: ignore[arg-type]
     )
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://t"
-        ) as c:
-            r = await c.post(
-                "/v1/club/login", json={"identifier": "a@example.com", "password": "whatever"}
-            )
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+    ):
+        r = await c.post(
+            "/v1/club/login", json={"identifier": "a@example.com", "password": "whatever"}
+        )
     assert problem(r, 503)["type"].endswith("/club-not-configured")
 
 
