@@ -11,6 +11,8 @@ from vafa.profile.timeline.schemas import TimelineEntryRead
 class LifecycleStage(StrEnum):
     lead = "lead"
     customer = "customer"
+    repeat = "repeat"
+    lapsed = "lapsed"
 
 
 class CustomerCreate(BaseModel):

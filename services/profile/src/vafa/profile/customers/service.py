@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -53,6 +53,7 @@ from vafa.profile.customers.schemas import (
     LifecycleStage,
     SpendRead,
 )
+from vafa.profile.customers.snapshot import apply_extras, load_extras
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
 from vafa.profile.models import Customer, CustomerIdentity, Order
 from vafa.profile.timeline import service as timeline
@@ -104,6 +105,9 @@ class Details:
     last_name: str | None = None
     country_code: str | None = None
     city: str | None = None
+    # How a new file was acquired ("direct", "social", "referral", "campaign") and the campaign.
+    acquisition_channel: str | None = None
+    acquisition_campaign: str | None = None
 
 
 def utcnow() -> datetime:
@@ -122,6 +126,12 @@ class CustomerState:
     city: str | None
     created_at: datetime
     updated_at: datetime
+    # 'lead' until the first paid order, then 'customer' for good.
+    kind: str = "lead"
+    first_paid_at: datetime | None = None
+    # Written for new files only (the earliest acquisition wins).
+    acquisition_channel: str | None = None
+    acquisition_campaign: str | None = None
     # Opened by this unit of work (so every identity it has is in `added`).
     new: bool = False
     # Identities attached by this unit of work, in the order they were claimed.
@@ -174,7 +184,8 @@ _OWNERS = text(
 )
 _LOCK_CUSTOMERS = text(
     "SELECT id, first_name, last_name, lifecycle_stage, country_code, city, created_at, "
-    "updated_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+    "updated_at, kind, first_paid_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
+    "ORDER BY id FOR UPDATE"
 )
 # A Book's whole write-back is one statement: new customers, changed customers and the claims
 # (any part may be empty). The identities' foreign key is checked at the end of the statement,
@@ -184,19 +195,24 @@ _LOCK_CUSTOMERS = text(
 _FLUSH = text(
     "WITH new_customers AS ("
     " INSERT INTO customers"
-    " (id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at)"
+    " (id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at,"
+    " kind, first_paid_at, acquisition_channel, acquisition_campaign)"
     " SELECT * FROM unnest(CAST(:new_ids AS uuid[]), CAST(:new_first_names AS text[]),"
     " CAST(:new_last_names AS text[]), CAST(:new_stages AS text[]),"
     " CAST(:new_countries AS text[]), CAST(:new_cities AS text[]),"
-    " CAST(:new_created AS timestamptz[]), CAST(:new_updated AS timestamptz[]))"
+    " CAST(:new_created AS timestamptz[]), CAST(:new_updated AS timestamptz[]),"
+    " CAST(:new_kinds AS text[]), CAST(:new_first_paid AS timestamptz[]),"
+    " CAST(:new_channels AS text[]), CAST(:new_campaigns AS text[]))"
     "), changed_customers AS ("
     " UPDATE customers c SET first_name = u.first_name, last_name = u.last_name,"
     " lifecycle_stage = u.lifecycle_stage, country_code = u.country_code, city = u.city,"
-    " updated_at = u.updated_at"
+    " updated_at = u.updated_at, kind = u.kind, first_paid_at = u.first_paid_at"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]),"
     " CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]),"
-    " CAST(:cities AS text[]), CAST(:updated AS timestamptz[]))"
-    " AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at)"
+    " CAST(:cities AS text[]), CAST(:updated AS timestamptz[]), CAST(:kinds AS text[]),"
+    " CAST(:first_paid AS timestamptz[]))"
+    " AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at, kind,"
+    " first_paid_at)"
     " WHERE c.id = u.id"
     ") "
     "INSERT INTO customer_identities (customer_id, kind, value) "
@@ -292,6 +308,8 @@ class Book:
                 city=row.city,
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                kind=row.kind,
+                first_paid_at=row.first_paid_at,
             )
 
     def _claim(self, customer: CustomerState, identity: Identity) -> None:
@@ -301,9 +319,15 @@ class Book:
         customer.added.append(identity)
 
     def create(
-        self, identities: Sequence[Identity], *, details: Details, stage: LifecycleStage
+        self,
+        identities: Sequence[Identity],
+        *,
+        details: Details,
+        stage: LifecycleStage,
+        paid_at: datetime | None = None,
     ) -> CustomerState:
-        """A new file holding these identities (none of which anybody holds)."""
+        """A new file holding these identities (none of which anybody holds); a customer (kind)
+        when `paid_at` says a paid order made it."""
         now = utcnow()
         customer = CustomerState(
             id=uuid.uuid4(),
@@ -315,6 +339,10 @@ class Book:
             created_at=now,
             updated_at=now,
             new=True,
+            kind="customer" if paid_at else "lead",
+            first_paid_at=paid_at,
+            acquisition_channel=details.acquisition_channel,
+            acquisition_campaign=details.acquisition_campaign,
         )
         _fill_blanks(customer, details)
         self.customers[customer.id] = customer
@@ -332,13 +360,15 @@ class Book:
         stage: LifecycleStage = LifecycleStage.customer,
         customer_id: uuid.UUID | None = None,
         context: str = "",
+        paid_at: datetime | None = None,
     ) -> Resolution:
         """The customer these identities describe (the rules of `resolve_customer`), decided in
-        memory against what the Book holds."""
+        memory against what the Book holds. `paid_at` (a paid order's time) turns a lead into
+        a customer."""
         identities = _dedupe(identities)
         target = match(identities, self.owners, customer_id)
         if target is None:
-            customer = self.create(identities, details=details, stage=stage)
+            customer = self.create(identities, details=details, stage=stage, paid_at=paid_at)
             return Resolution(customer=customer, created=True, added=list(identities))
 
         found = self.customers.get(target)
@@ -364,9 +394,13 @@ class Book:
             )
         changed = {_CHANGED_FIELD[i.kind] for i in resolution.added}
         changed.update(_fill_blanks(customer, details))
-        if stage == LifecycleStage.customer and customer.lifecycle_stage != stage.value:
+        # A lead becomes a customer; 'repeat' and 'lapsed' (set by staff) are left alone.
+        if stage == LifecycleStage.customer and customer.lifecycle_stage == "lead":
             customer.lifecycle_stage = stage.value
             changed.add("lifecycle_stage")
+        if paid_at is not None and customer.kind != "customer":
+            customer.kind, customer.first_paid_at = "customer", paid_at
+            changed.add("kind")
         resolution.changed_fields = sorted(changed)
         if changed and not customer.new:
             customer.updated_at = utcnow()
@@ -394,6 +428,10 @@ class Book:
                 "new_cities": [c.city for c in new],
                 "new_created": [c.created_at for c in new],
                 "new_updated": [c.updated_at for c in new],
+                "new_kinds": [c.kind for c in new],
+                "new_first_paid": [c.first_paid_at for c in new],
+                "new_channels": [c.acquisition_channel for c in new],
+                "new_campaigns": [c.acquisition_campaign for c in new],
                 "ids": [c.id for c in dirty],
                 "first_names": [c.first_name for c in dirty],
                 "last_names": [c.last_name for c in dirty],
@@ -401,6 +439,8 @@ class Book:
                 "countries": [c.country_code for c in dirty],
                 "cities": [c.city for c in dirty],
                 "updated": [c.updated_at for c in dirty],
+                "kinds": [c.kind for c in dirty],
+                "first_paid": [c.first_paid_at for c in dirty],
                 "claim_customer_ids": [cid for _, cid in claims],
                 "claim_kinds": [i.kind.value for i, _ in claims],
                 "claim_values": [i.value for i, _ in claims],
@@ -430,7 +470,10 @@ class Book:
                 identity = Identity(IdentityKind(kind), value)
                 if identity not in self._claimed:  # already flushed: it is in `added`
                     before.setdefault(cid, []).append(identity)
-        return [build_snapshot(c, [*before.get(c.id, ()), *c.added]) for c in captured]
+        extras = await load_extras(session, [c.id for c in captured])
+        return [
+            build_snapshot(c, [*before.get(c.id, ()), *c.added], extras.get(c.id)) for c in captured
+        ]
 
 
 async def resolve_customer(
@@ -524,9 +567,12 @@ async def identities_of(session: AsyncSession, customer_id: uuid.UUID) -> list[I
 
 
 def build_snapshot(
-    customer: AnyCustomer, identities: Sequence[Identity]
+    customer: AnyCustomer,
+    identities: Sequence[Identity],
+    extras: Mapping[str, Any] | None = None,
 ) -> profile_pb2.CustomerSnapshot:
-    """The customer as events carry it, with these identities (in the order they were attached)."""
+    """The customer as events carry it, with these identities (in the order they were attached)
+    and the `extras` of `snapshot.load_extras` (the rest of the file)."""
     shop_ids = []
     for identity in identities:
         if identity.kind == IdentityKind.shop:
@@ -538,7 +584,7 @@ def build_snapshot(
             )
     created_at = Timestamp()
     created_at.FromDatetime(customer.created_at)
-    return profile_pb2.CustomerSnapshot(
+    snap = profile_pb2.CustomerSnapshot(
         customer_id=str(customer.id),
         first_name=customer.first_name or "",
         last_name=customer.last_name or "",
@@ -549,11 +595,20 @@ def build_snapshot(
         country_code=customer.country_code or "",
         city=customer.city or "",
         created_at=created_at,
+        kind=customer.kind,
+        club_status="none",
     )
+    if extras:
+        apply_extras(snap, extras)
+    return snap
 
 
 async def snapshot(session: AsyncSession, customer: AnyCustomer) -> profile_pb2.CustomerSnapshot:
-    return build_snapshot(customer, await identities_of(session, customer.id))
+    """The whole file as events carry it (identities and extras read now)."""
+    extras = await load_extras(session, [customer.id])
+    return build_snapshot(
+        customer, await identities_of(session, customer.id), extras.get(customer.id)
+    )
 
 
 def registered_event(

@@ -40,6 +40,8 @@ class PurchaseKind(StrEnum):
     paid = "paid"
     cancelled = "cancelled"
     refunded = "refunded"
+    # Shipped: on the timeline and republished; the order's (financial) status is unchanged.
+    fulfilled = "fulfilled"
 
 
 # An order's status only moves forward: a late "placed" never undoes "paid".
@@ -55,6 +57,7 @@ _PB_KIND = {
     PurchaseKind.paid: profile_pb2.PURCHASE_KIND_PAID,
     PurchaseKind.cancelled: profile_pb2.PURCHASE_KIND_CANCELLED,
     PurchaseKind.refunded: profile_pb2.PURCHASE_KIND_REFUNDED,
+    PurchaseKind.fulfilled: profile_pb2.PURCHASE_KIND_FULFILLED,
 }
 
 
@@ -242,7 +245,8 @@ def _apply_to_order(
         row = OrderState(
             order_ref=order.order_ref,
             customer_id=customer_id,
-            status=kind.value,
+            # A fulfilment seen first: the order exists, not known to be paid.
+            status=PurchaseKind.placed.value if kind == PurchaseKind.fulfilled else kind.value,
             total_minor=order.total.amount_minor,
             currency=currency,
             order_number=order.order_number or None,
@@ -253,7 +257,7 @@ def _apply_to_order(
     else:
         row = existing
         before = (row.status, row.total_minor, row.currency, row.order_number)
-        if _RANK[kind] > _RANK[PurchaseKind(row.status)]:
+        if kind in _RANK and _RANK[kind] > _RANK[PurchaseKind(row.status)]:
             row.status = kind.value
         # The shop's latest view of the order (edits change totals).
         if order.HasField("total"):
@@ -407,6 +411,8 @@ async def apply_order_events(
             # An order stays with the customer it was first attributed to.
             customer_id=existing.customer_id if existing is not None else None,
             context=order.order_ref,
+            # The first PAID order makes a lead a customer (registered-only vs purchased).
+            paid_at=event.occurred_at if event.kind == PurchaseKind.paid else None,
         )
         customer = resolution.customer
         currency = (order.currency or order.total.currency).upper()
