@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 import structlog
 from argon2 import PasswordHasher
@@ -43,6 +44,7 @@ from vafa.kit.errors import Conflict, Problem
 from vafa.kit.outbox import OutboxEvent
 from vafa.profile.config import Settings
 from vafa.profile.customers import service as customers
+from vafa.profile.customers import snapshot as snapshots
 from vafa.profile.customers.identities import (
     Identity,
     IdentityKind,
@@ -52,7 +54,7 @@ from vafa.profile.customers.identities import (
 )
 from vafa.profile.customers.schemas import LifecycleStage
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
-from vafa.profile.models import ClubAccount, Customer, OneTimeCode
+from vafa.profile.models import ClubAccount, Customer, CustomerIdentity, OneTimeCode
 
 log = structlog.get_logger(__name__)
 
@@ -217,16 +219,24 @@ def _ts(when: datetime) -> Timestamp:
     return out
 
 
-def with_club(
-    snapshot: profile_pb2.CustomerSnapshot, account: ClubAccount | None
-) -> profile_pb2.CustomerSnapshot:
-    """The snapshot with the club fields filled from the account (none: not a member)."""
-    if account is None:
-        snapshot.club_status = "none"
-        return snapshot
-    snapshot.club_status = account.status
-    snapshot.club_joined_at.CopyFrom(_ts(account.joined_at))
-    return snapshot
+_CLUB_FIELDS = text(
+    "SELECT customer_id, status, joined_at FROM club_accounts "
+    "WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
+async def club_fields(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, Any]]:
+    """The snapshot's club fields ('none' for a customer without an account), for the one
+    snapshot builder (registered below as a contributor)."""
+    out: dict[uuid.UUID, dict[str, Any]] = {cid: {"club_status": "none"} for cid in ids}
+    for cid, status, joined_at in (await session.execute(_CLUB_FIELDS, {"ids": list(ids)})).all():
+        out[cid] = {"club_status": status, "club_joined_at": joined_at}
+    return out
+
+
+snapshots.contributors.append(club_fields)
 
 
 async def get_account(session: AsyncSession, customer_id: uuid.UUID) -> ClubAccount | None:
@@ -237,12 +247,11 @@ async def emit_club_changed(
     session: AsyncSession,
     *,
     customer: Customer,
-    account: ClubAccount,
     changed_fields: Sequence[str],
     cause_id: str,
 ) -> None:
     """CustomerUpdated for a change of membership; `cause_id` makes its id stable."""
-    snap = with_club(await customers.snapshot(session, customer), account)
+    snap = await customers.snapshot(session, customer)
     await outbox.add_many(
         session,
         [
@@ -309,7 +318,7 @@ async def sign_up(
         customer.referred_by_code = code
         customer.acquisition_channel = "referral"
     await session.flush()
-    snap = with_club(await customers.snapshot(session, customer), account)
+    snap = await customers.snapshot(session, customer)
     await outbox.add_many(session, [customers.registered_event(snap, source="club")])
     return customer, account
 
@@ -348,16 +357,24 @@ async def enrol_purchasers(
     enrolled = set(rows.scalars())
     if not enrolled:
         return enrolled
-    found = (await session.scalars(select(Customer).where(Customer.id.in_(enrolled)))).all()
-    accounts = {
-        a.customer_id: a
-        for a in (
-            await session.scalars(select(ClubAccount).where(ClubAccount.customer_id.in_(enrolled)))
-        ).all()
-    }
+    # Snapshots in three statements whatever the batch: customers, identities, the rest.
+    ids = sorted(enrolled)
+    found = (await session.scalars(select(Customer).where(Customer.id.in_(ids)))).all()
+    held: dict[uuid.UUID, list[Identity]] = {}
+    for cid, kind, value in (
+        await session.execute(
+            select(CustomerIdentity.customer_id, CustomerIdentity.kind, CustomerIdentity.value)
+            .where(CustomerIdentity.customer_id.in_(ids))
+            .order_by(CustomerIdentity.id)
+        )
+    ).all():
+        held.setdefault(cid, []).append(Identity(IdentityKind(kind), value))
+    extras = await snapshots.load_extras(session, ids)
     events: list[OutboxEvent] = []
     for customer in sorted(found, key=lambda c: str(c.id)):
-        snap = with_club(await customers.snapshot(session, customer), accounts[customer.id])
+        snap = customers.build_snapshot(
+            customer, held.get(customer.id, []), extras.get(customer.id)
+        )
         events.append(
             OutboxEvent(
                 CUSTOMERS_TOPIC,
@@ -422,7 +439,6 @@ async def _mark_verified(
         await emit_club_changed(
             session,
             customer=customer,
-            account=account,
             changed_fields=sorted(changed),
             cause_id=cause_id,
         )
