@@ -4,6 +4,7 @@ from vafa.kit.app import create_service_app
 from vafa.profile.club.router import router as club_router
 from vafa.profile.config import Settings
 from vafa.profile.customers.router import router as customers_router
+from vafa.profile.search.router import router as search_router
 from vafa.profile.timeline.router import router as timeline_router
 
 
@@ -13,7 +14,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Vafa profile",
         description="Customers and leads, their identities, purchase history and timeline: "
         "the identity authority of the platform.",
-        routers=[customers_router, timeline_router, club_router],
+        # Search first: its fixed paths (/v1/customers/export) before /v1/customers/{id}.
+        routers=[search_router, customers_router, timeline_router, club_router],
         openapi_tags=[
             {"name": "customers", "description": "Customer files, lookup and timeline."},
             {
