@@ -272,6 +272,12 @@ def upgrade() -> None:
     op.create_index(
         "ix_effective_dates_customer_id", "effective_dates", ["customer_id"], unique=False
     )
+    op.create_index(
+        "ix_effective_dates_recurrence",
+        "effective_dates",
+        ["calendar", "month", "day"],
+        unique=False,
+    )
     op.create_table(
         "merges",
         sa.Column("id", sa.UUID(), nullable=False),
@@ -491,6 +497,7 @@ def downgrade() -> None:
     op.drop_index("ix_merges_survivor_id", table_name="merges")
     op.drop_index("ix_merges_merged_id", table_name="merges")
     op.drop_table("merges")
+    op.drop_index("ix_effective_dates_recurrence", table_name="effective_dates")
     op.drop_index("ix_effective_dates_customer_id", table_name="effective_dates")
     op.drop_table("effective_dates")
     op.drop_index("ix_duplicate_candidates_status", table_name="duplicate_candidates")

@@ -1,9 +1,14 @@
 from fastapi import FastAPI
 
 from vafa.kit.app import create_service_app
+from vafa.profile.attributes.router import router as attributes_router
 from vafa.profile.club.router import router as club_router
 from vafa.profile.config import Settings
+from vafa.profile.consents.router import router as consents_router
 from vafa.profile.customers.router import router as customers_router
+from vafa.profile.dates.router import router as dates_router
+from vafa.profile.duplicates.router import router as duplicates_router
+from vafa.profile.privacy.router import router as privacy_router
 from vafa.profile.search.router import router as search_router
 from vafa.profile.timeline.router import router as timeline_router
 
@@ -14,8 +19,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title="Vafa profile",
         description="Customers and leads, their identities, purchase history and timeline: "
         "the identity authority of the platform.",
-        # Search first: its fixed paths (/v1/customers/export) before /v1/customers/{id}.
-        routers=[search_router, customers_router, timeline_router, club_router],
+        # Search first: its fixed paths (/v1/customers/export, /imports) before /{customer_id}.
+        routers=[
+            search_router,
+            customers_router,
+            timeline_router,
+            attributes_router,
+            consents_router,
+            dates_router,
+            duplicates_router,
+            privacy_router,
+            club_router,
+        ],
         openapi_tags=[
             {"name": "customers", "description": "Customer files, lookup and timeline."},
             {

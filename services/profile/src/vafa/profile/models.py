@@ -343,6 +343,10 @@ class EffectiveDate(Base):
 
 
 Index("ix_effective_dates_customer_id", EffectiveDate.customer_id)
+# The dates coming up: looked up by the (calendar, month, day) tuples of the window.
+Index(
+    "ix_effective_dates_recurrence", EffectiveDate.calendar, EffectiveDate.month, EffectiveDate.day
+)
 
 
 class EffectiveDateNotice(Base):

@@ -1,9 +1,12 @@
 import asyncio
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from vafa.kit.settings import ServiceSettings
-from vafa.kit.worker import Periodic, Subscription, run_worker
+from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.profile.club.handlers import PURCHASE_TYPES, on_purchases_batch, scrub_sent_codes
 from vafa.profile.config import Settings
+from vafa.profile.dates import service as dates
 from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
 
@@ -26,5 +29,27 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         batch_handler=on_purchases_batch,
         types=PURCHASE_TYPES,
     )
-    periodic = [Periodic("profile.scrub_sent_codes", 5.0, scrub_sent_codes)]
-    await run_worker(settings, subscriptions=[orders, points, club], periodic=periodic, stop=stop)
+    await run_worker(
+        settings,
+        subscriptions=[orders, points, club],
+        periodic=[
+            Periodic(
+                "profile.effective-dates",
+                settings.effective_date_scan_seconds,
+                announce_effective_dates,
+            ),
+            Periodic("profile.scrub-sent-codes", 5.0, scrub_sent_codes),
+        ],
+        stop=stop,
+    )
+
+
+async def announce_effective_dates(ctx: WorkerContext) -> None:
+    """EffectiveDateUpcoming for the dates in the look-ahead window, once per occurrence."""
+    settings = ctx.settings
+    assert isinstance(settings, Settings)
+    today = datetime.now(ZoneInfo(settings.timezone)).date()
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await dates.announce_upcoming(
+            session, today=today, days=settings.effective_date_lookahead_days
+        )

@@ -36,26 +36,38 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
-from vafa.kit.errors import Conflict
+from vafa.kit.errors import Conflict, NotFound, Problem
 from vafa.kit.money import MoneyError, to_major
 from vafa.kit.outbox import OutboxEvent
+from vafa.profile.consents.schemas import ConsentRead
 from vafa.profile.customers.identities import (
     Identity,
     IdentityKind,
+    InvalidIdentity,
     normalise_email,
     normalise_phone,
     region_or,
+    shop_identity,
     split_shop_identity,
 )
 from vafa.profile.customers.schemas import (
     CustomerRead,
     IdentitiesRead,
+    Kind,
     LifecycleStage,
     SpendRead,
 )
 from vafa.profile.customers.snapshot import apply_extras, load_extras
+from vafa.profile.dates.schemas import EffectiveDateRead
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
-from vafa.profile.models import Customer, CustomerIdentity, Order
+from vafa.profile.models import (
+    Consent,
+    Customer,
+    CustomerIdentity,
+    CustomerTag,
+    EffectiveDate,
+    Order,
+)
 from vafa.profile.timeline import service as timeline
 from vafa.profile.timeline.schemas import TimelineEntryRead
 
@@ -511,6 +523,8 @@ async def create_customer(
     country_code: str | None,
     city: str | None,
     default_region: str,
+    acquisition_channel: str | None = None,
+    acquisition_campaign: str | None = None,
 ) -> CustomerState:
     """A lead from staff or the shop's backend. Raises InvalidEmail/InvalidPhone for bad input,
     IdentityTaken (409) when the email or phone belongs to someone, and publishes
@@ -529,7 +543,12 @@ async def create_customer(
     customer = book.create(
         identities,
         details=Details(
-            first_name=first_name, last_name=last_name, country_code=country_code, city=city
+            first_name=first_name,
+            last_name=last_name,
+            country_code=country_code,
+            city=city,
+            acquisition_channel=acquisition_channel,
+            acquisition_campaign=acquisition_campaign,
         ),
         stage=LifecycleStage.lead,
     )
@@ -544,6 +563,66 @@ async def create_customer(
 
 async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
     return await session.get(Customer, customer_id)
+
+
+class CustomerMergedAway(Problem):
+    """A merged file is not read or written: 404 with a pointer to the survivor (`merged_into`
+    and `location`), so a client re-keys instead of silently acting on another file."""
+
+    def __init__(self, customer_id: uuid.UUID, survivor_id: uuid.UUID) -> None:
+        super().__init__(
+            404,
+            f"The customer {customer_id} was merged into {survivor_id}.",
+            type="customer-merged",
+            customer_id=str(customer_id),
+            merged_into=str(survivor_id),
+            location=f"/v1/customers/{survivor_id}",
+        )
+        self.survivor_id = survivor_id
+
+
+async def get_file(
+    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
+) -> Customer:
+    """The customer's file (locked FOR UPDATE with `lock`): NotFound for an unknown id,
+    CustomerMergedAway for a merged one."""
+    query = (
+        select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    customer = await session.scalar(query)
+    if customer is None:
+        raise NotFound(f"No customer has the id {customer_id}.", customer_id=str(customer_id))
+    if customer.merged_into is not None:
+        raise CustomerMergedAway(customer_id, await survivor_of(session, customer_id))
+    return customer
+
+
+async def lock_file(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
+    return await get_file(session, customer_id, lock=True)
+
+
+_SURVIVORS = text(
+    "WITH RECURSIVE chain(start, id, merged_into, depth) AS ("
+    " SELECT id, id, merged_into, 0 FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
+    " UNION ALL SELECT ch.start, c.id, c.merged_into, ch.depth + 1 FROM chain ch"
+    " JOIN customers c ON c.id = ch.merged_into WHERE ch.depth < 50"
+    ") SELECT start, id FROM chain WHERE merged_into IS NULL"
+)
+
+
+async def survivors(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """For each known id, the file it lives on now: itself, or the survivor of its merge(s)
+    (followed through chains). Unknown ids are absent. One statement."""
+    if not ids:
+        return {}
+    rows = await session.execute(_SURVIVORS, {"ids": sorted(set(ids))})
+    return {start: cid for start, cid in rows.all()}
+
+
+async def survivor_of(session: AsyncSession, customer_id: uuid.UUID) -> uuid.UUID:
+    return (await survivors(session, [customer_id])).get(customer_id, customer_id)
 
 
 async def find_by_identity(session: AsyncSession, *, identity: Identity) -> Customer | None:
@@ -708,7 +787,10 @@ def _major(amount_minor: int, currency: str) -> str:
 
 
 async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> CustomerRead:
-    """The customer file: identities, purchase summary and the latest timeline entries."""
+    """The customer file: attributes, identities, consents, dates, purchase summary and the
+    latest timeline entries."""
+    row = customer if isinstance(customer, Customer) else await session.get(Customer, customer.id)
+    assert row is not None
     identities = await identities_of(session, customer.id)
     order_count = await session.scalar(
         select(func.count())
@@ -725,15 +807,43 @@ async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> Customer
     entries, next_cursor = await timeline.list_entries(
         session, customer_id=customer.id, limit=FILE_TIMELINE_SIZE
     )
+    tags = await session.scalars(
+        select(CustomerTag.tag).where(CustomerTag.customer_id == row.id).order_by(CustomerTag.tag)
+    )
+    consents = await session.scalars(
+        select(Consent).where(Consent.customer_id == row.id).order_by(Consent.channel)
+    )
+    dates = await session.scalars(
+        select(EffectiveDate)
+        .where(EffectiveDate.customer_id == row.id)
+        .order_by(EffectiveDate.created_at, EffectiveDate.id)
+    )
     return CustomerRead(
-        id=customer.id,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        lifecycle_stage=LifecycleStage(customer.lifecycle_stage),
-        country_code=customer.country_code,
-        city=customer.city,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        lifecycle_stage=LifecycleStage(row.lifecycle_stage),
+        kind=Kind(row.kind),
+        first_paid_at=row.first_paid_at,
+        acquisition_channel=row.acquisition_channel,
+        acquisition_campaign=row.acquisition_campaign,
+        referred_by_code=row.referred_by_code,
+        country_code=row.country_code,
+        province=row.province,
+        city=row.city,
+        address=row.address,
+        birth_date=row.birth_date,
+        gender=row.gender,
+        education=row.education,
+        personality_type=row.personality_type,
+        custom_fields=row.custom_fields,
+        tags=list(tags.all()),
+        consents=[ConsentRead.model_validate(c) for c in consents.all()],
+        effective_dates=[EffectiveDateRead.model_validate(d) for d in dates.all()],
+        household_id=row.household_id,
+        erased_at=row.erased_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         identities=IdentitiesRead(
             emails=[i.value for i in identities if i.kind == IdentityKind.email],
             phones=[i.value for i in identities if i.kind == IdentityKind.phone],
@@ -747,3 +857,132 @@ async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> Customer
         timeline=[TimelineEntryRead.model_validate(e) for e in entries],
         timeline_next_cursor=next_cursor,
     )
+
+
+# Attributes PATCH may change, as snapshot field names (custom_fields is handled apart).
+_PLAIN_FIELDS = (
+    "first_name",
+    "last_name",
+    "lifecycle_stage",
+    "acquisition_channel",
+    "acquisition_campaign",
+    "referred_by_code",
+    "country_code",
+    "province",
+    "city",
+    "address",
+    "birth_date",
+    "gender",
+    "education",
+    "personality_type",
+)
+
+
+async def update_customer(
+    session: AsyncSession, *, customer_id: uuid.UUID, changes: Mapping[str, Any]
+) -> tuple[Customer, list[str]]:
+    """Applies attribute changes (only the keys given; None clears) to the locked file and
+    publishes CustomerUpdated with the fields that changed. Custom field values are validated
+    against their definitions (attributes.service.InvalidFields names each bad key). Returns
+    the file and the changed fields (none: nothing published)."""
+    from vafa.profile.attributes import service as attributes
+
+    customer = await lock_file(session, customer_id)
+    changed: list[str] = []
+    for name in _PLAIN_FIELDS:
+        if name not in changes:
+            continue
+        value = changes[name]
+        if isinstance(value, str):
+            value = value.strip() or None
+            if name == "country_code" and value:
+                value = value.upper()
+        if hasattr(value, "value"):  # enums
+            value = value.value
+        if getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed.append(name)
+    if changes.get("custom_fields"):
+        values = attributes.validate_values(
+            await attributes.definitions(session), changes["custom_fields"]
+        )
+        merged = dict(customer.custom_fields)
+        for key, value in values.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if merged != customer.custom_fields:
+            customer.custom_fields = merged
+            changed.append("custom_fields")
+    if changed:
+        customer.updated_at = utcnow()
+        await session.flush()
+        await emit_updated(session, customer=customer, changed_fields=sorted(changed))
+    return customer, sorted(changed)
+
+
+def parse_identity(kind: str, value: str, *, region: str) -> Identity:
+    """A staff-entered identity, normalised; InvalidIdentity (InvalidEmail/InvalidPhone) when
+    it cannot be read."""
+    k = IdentityKind(kind)
+    if k == IdentityKind.email:
+        return Identity(k, normalise_email(value))
+    if k == IdentityKind.phone:
+        return Identity(k, normalise_phone(value, region=region))
+    platform, shop, shop_customer_id = split_shop_identity(value.strip())
+    if not (platform and shop and shop_customer_id):
+        raise InvalidShopIdentity('expected "<platform>:<shop>:<shop_customer_id>"')
+    return Identity(k, shop_identity(platform, shop, shop_customer_id))
+
+
+class InvalidShopIdentity(InvalidIdentity):
+    pass
+
+
+async def add_identity(
+    session: AsyncSession, *, customer_id: uuid.UUID, identity: Identity
+) -> tuple[Customer, bool]:
+    """Attaches the identity: (the file, whether it was added; False when the file already
+    had it). IdentityTaken (409) when another file holds it."""
+    customer = await lock_file(session, customer_id)
+    held = await owners(session, [identity])
+    owner = held.get(identity)
+    if owner == customer_id:
+        return customer, False
+    if owner is not None:
+        raise IdentityTaken(identity.kind.value, owner)
+    result = await session.execute(
+        text(
+            "INSERT INTO customer_identities (customer_id, kind, value) VALUES (:c, :k, :v) "
+            "ON CONFLICT (kind, value) DO NOTHING RETURNING id"
+        ),
+        {"c": customer_id, "k": identity.kind.value, "v": identity.value},
+    )
+    if result.scalar_one_or_none() is None:  # claimed concurrently since we looked
+        owner = (await owners(session, [identity]))[identity]
+        raise IdentityTaken(identity.kind.value, owner)
+    customer.updated_at = utcnow()
+    await session.flush()
+    await emit_updated(session, customer=customer, changed_fields=[_CHANGED_FIELD[identity.kind]])
+    return customer, True
+
+
+async def remove_identity(
+    session: AsyncSession, *, customer_id: uuid.UUID, identity: Identity
+) -> Customer:
+    """Detaches the identity from the file (NotFound when the file does not hold it)."""
+    customer = await lock_file(session, customer_id)
+    result = await session.execute(
+        text(
+            "DELETE FROM customer_identities WHERE customer_id = :c AND kind = :k AND value = :v "
+            "RETURNING id"
+        ),
+        {"c": customer_id, "k": identity.kind.value, "v": identity.value},
+    )
+    if result.scalar_one_or_none() is None:
+        raise NotFound(f"The customer has no such {identity.kind.value}.", kind=identity.kind.value)
+    customer.updated_at = utcnow()
+    await session.flush()
+    await emit_updated(session, customer=customer, changed_fields=[_CHANGED_FIELD[identity.kind]])
+    return customer

@@ -31,6 +31,7 @@ from vafa.profile.customers.identities import (
     shop_identity,
 )
 from vafa.profile.customers.schemas import LifecycleStage
+from vafa.profile.duplicates import service as duplicates
 from vafa.profile.events import PURCHASES_TOPIC, outbox
 from vafa.profile.timeline import service as timeline
 
@@ -394,6 +395,7 @@ async def apply_order_events(
     # Per event, in order: the customer event (rendered once snapshots are read) and the purchase.
     published: list[tuple[customers.Resolution, customers.CustomerState, OrderEvent]] = []
     purchases: list[OutboxEvent] = []
+    conflicts: list[duplicates.Pair] = []
     result: dict[str, OrderState] = {}
     for event, (identities, rejected) in zip(todo, parsed, strict=True):
         order = event.order
@@ -438,10 +440,23 @@ async def apply_order_events(
         )
         if resolution.created or resolution.changed_fields:
             published.append((resolution, book.capture(customer), event))
+        # One order naming identities of two files: an exact duplicate for the review queue.
+        conflicts += [
+            duplicates.pair(
+                customer.id,
+                c.owner,
+                "shared_identity",
+                1.0,
+                {"kind": c.kind, "order_ref": order.order_ref},
+            )
+            for c in resolution.conflicts
+        ]
         purchases.append(_purchase_event(event, customer.id))
 
     context = todo[0].order.order_ref if len(todo) == 1 else f"{len(todo)} order events"
     await book.flush(session, context=context)
+    if conflicts:
+        await duplicates.record(session, conflicts)
     added = await _write(session, list(orders.values()), entries)
     if len(added) != len(entries):
         missing = next(e.source_id for e in entries if e.source_id not in added)
