@@ -524,3 +524,121 @@ async def test_sent_code_payloads_are_blanked(
             return int(n) == 0
 
     await eventually(blanked, what="the sent code's outbox payload blanked")
+
+
+async def test_members_edit_their_own_details_and_consents(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    phone = new_phone()
+    cid = (await sign_up(client, phone=phone, first_name="Ani"))["customer_id"]
+    r = await client.patch(
+        "/v1/club/me",
+        json={"last_name": "Պետրոսյան", "birth_date": "۱۳۶۹-۰۱-۰۱", "city": "Yerevan"},
+        headers=member(cid),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["last_name"] == "Պետրոսյան" and r.json()["city"] == "Yerevan"
+    updated = [m for m in await events_for(db, cid) if isinstance(m, profile_pb2.CustomerUpdated)]
+    assert updated[-1].changed_fields == ["birth_date", "city", "last_name"]
+    assert updated[-1].customer.birth_date == "1990-03-21"  # 1369-01-01 Jalali
+    # Staff-only fields are not the member's to change.
+    for field, value in (("lifecycle_stage", "repeat"), ("custom_fields", {}), ("email", "x@y.z")):
+        body = problem(
+            await client.patch("/v1/club/me", json={field: value}, headers=member(cid)), 422
+        )
+        assert body["errors"][0]["pointer"] == f"/body/{field}"
+
+    r = await client.put(
+        "/v1/club/me/consents", json={"channel": "sms", "granted": True}, headers=member(cid)
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["source"] == "club" and r.json()["granted"] is True
+    r = await client.get("/v1/club/me/consents", headers=member(cid))
+    assert [(c["channel"], c["granted"]) for c in r.json()["current"]] == [("sms", True)]
+    assert r.json()["history"][0]["detail"] == {"by": f"member:{cid}"}
+
+
+async def test_members_read_their_own_timeline(client: httpx.AsyncClient, db: Database) -> None:
+    from vafa.profile.timeline import service as timeline
+
+    cid = (await sign_up(client, email=f"{unique()}@example.com"))["customer_id"]
+    async with db.sessionmaker() as s, s.begin():
+        await timeline.add_entries(
+            s,
+            [
+                timeline.NewEntry(
+                    customer_id=uuid.UUID(cid),
+                    kind="club.visit",
+                    occurred_at=club.utcnow(),
+                    source="test",
+                    source_id=unique("visit-"),
+                    summary=f"visit {i}",
+                    data={},
+                )
+                for i in range(3)
+            ],
+        )
+    r = await client.get("/v1/club/me/timeline", params={"limit": 2}, headers=member(cid))
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert len(first["items"]) == 2 and first["next_cursor"]
+    r = await client.get(
+        "/v1/club/me/timeline",
+        params={"limit": 2, "cursor": first["next_cursor"]},
+        headers=member(cid),
+    )
+    assert len(r.json()["items"]) == 1 and r.json()["next_cursor"] is None
+    body = problem(
+        await client.get("/v1/club/me/timeline", params={"cursor": "x"}, headers=member(cid)), 422
+    )
+    assert body["errors"][0]["pointer"] == "/query/cursor"
+
+
+async def test_a_member_never_reaches_another_members_data(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    """Member A's principal on member B's id, on every route of the service that takes a
+    customer id: never B's data (404 where members may call, 403 on staff routes, which the
+    gateway also refuses to member tokens). On A's own routes, query parameters naming B are
+    ignored."""
+    a_mail, b_mail = f"{unique()}@example.com", f"{unique()}@example.com"
+    a = (await sign_up(client, email=a_mail, first_name="Alice"))["customer_id"]
+    b = (await sign_up(client, email=b_mail, first_name="Bob"))["customer_id"]
+    spec = (await client.get("/openapi.json")).json()["paths"]
+    scoped = [p for p in spec if "{customer_id}" in p]
+    assert len(scoped) >= 10
+    for path, ops in spec.items():
+        if "{customer_id}" not in path:
+            continue
+        url = path.replace("{customer_id}", b)
+        for name in ("date_id", "tag", "household_id"):
+            url = url.replace("{" + name + "}", str(uuid.uuid4()) if name != "tag" else "vip")
+        for method in ops:
+            r = await client.request(method.upper(), url, headers=member(a), json={})
+            assert r.status_code in (403, 404), (method, url, r.status_code, r.text)
+            assert b_mail not in r.text and "Bob" not in r.text, (method, url)
+    # Every list and lookup is staff-only too.
+    for url, params in (
+        ("/v1/customers", {"email": b_mail}),
+        ("/v1/customers/lookup", {"email": b_mail}),
+        ("/v1/customers/export", {}),
+    ):
+        r = await client.get(url, params=params, headers=member(a))
+        assert r.status_code == 403 and b_mail not in r.text, url
+    # The member's own routes are scoped by the token alone.
+    for url in ("/v1/club/me", "/v1/club/me/timeline", "/v1/club/me/consents"):
+        r = await client.get(url, params={"customer_id": b, "id": b}, headers=member(a))
+        assert r.status_code == 200 and b_mail not in r.text and "Bob" not in r.text, url
+    assert (await client.get("/v1/club/me", headers=member(a))).json()["id"] == a
+    # A token naming a file that does not exist (or no longer does) reaches nothing.
+    ghost = member(str(uuid.uuid4()))
+    for method, url in (
+        ("GET", "/v1/club/me"),
+        ("PATCH", "/v1/club/me"),
+        ("GET", "/v1/club/me/account"),
+        ("GET", "/v1/club/me/timeline"),
+        ("GET", "/v1/club/me/consents"),
+        ("PUT", "/v1/club/me/consents"),
+    ):
+        body = {"channel": "sms", "granted": True} if method == "PUT" else {}
+        problem(await client.request(method, url, headers=ghost, json=body), 404)

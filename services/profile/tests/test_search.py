@@ -8,6 +8,7 @@ import io
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import jdatetime
@@ -15,8 +16,8 @@ from sqlalchemy import insert, text
 
 from vafa.kit.db import Database
 from vafa.kit.testing.plugin import principal_headers
+from vafa.profile.config import Settings
 from vafa.profile.models import Customer
-from vafa.profile.search.service import LOCAL_TZ
 
 from .factories import unique
 
@@ -214,7 +215,7 @@ async def test_attribute_filters(client: httpx.AsyncClient, db: Database) -> Non
 
 async def test_effective_date_filters(client: httpx.AsyncClient, db: Database) -> None:
     tag = unique("d-")
-    today = datetime.now(LOCAL_TZ).date()
+    today = datetime.now(ZoneInfo(Settings().timezone)).date()
     soon = jdatetime.date.fromgregorian(date=today + timedelta(days=3))
     later = today + timedelta(days=40)
     jalali_soon = await add_customer(

@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.kit.auth import MemberDep, Principal, issue_member_token
@@ -18,6 +19,8 @@ from vafa.profile.club.schemas import (
     ClubSignUp,
     CodeRequest,
     CodeSignIn,
+    MemberConsentWrite,
+    MemberUpdate,
     PasswordReset,
     PasswordSignIn,
     TokenRead,
@@ -25,6 +28,8 @@ from vafa.profile.club.schemas import (
     VerificationRequest,
 )
 from vafa.profile.config import Settings
+from vafa.profile.consents import service as consents
+from vafa.profile.consents.schemas import ConsentChangeRead, ConsentRead, ConsentsRead
 from vafa.profile.customers import service as customers
 from vafa.profile.customers.identities import Identity, InvalidEmail, InvalidPhone
 from vafa.profile.customers.router import invalid
@@ -214,15 +219,19 @@ async def reset_password(body: PasswordReset, session: SessionDep, request: Requ
 # -- the signed-in member ------------------------------------------------------------------
 
 
-async def own_customer(session: AsyncSession, member: Principal) -> Customer:
-    """The member's own file; 404 when the token names none (a stale or foreign id)."""
+async def own_customer(session: AsyncSession, member: Principal, *, lock: bool = False) -> Customer:
+    """The member's own file (locked with `lock`); 404 when the token names no live file (a
+    foreign id, or a file since merged or erased: the member signs in again)."""
     try:
         customer_id = uuid.UUID(member.id)
     except ValueError:
         customer = None
     else:
-        customer = await customers.get_customer(session, customer_id)
-    if customer is None:
+        query = select(Customer).where(Customer.id == customer_id)
+        if lock:
+            query = query.with_for_update()
+        customer = await session.scalar(query.execution_options(populate_existing=True))
+    if customer is None or customer.merged_into is not None or customer.erased_at is not None:
         raise NotFound("Your customer file was not found.")
     return customer
 
@@ -314,4 +323,66 @@ async def my_timeline(
         raise invalid("query", "cursor", message=str(exc)) from exc
     return TimelinePage(
         items=[TimelineEntryRead.model_validate(e) for e in entries], next_cursor=next_cursor
+    )
+
+
+@router.patch(
+    "/me",
+    response_model=CustomerRead,
+    summary="Change your own details",
+    description="Names, birth date, gender and address fields only; anything else in the body "
+    "is a 422 naming it. Publishes CustomerUpdated with the changed fields.",
+)
+async def update_me(body: MemberUpdate, member: MemberDep, session: SessionDep) -> CustomerRead:
+    customer = await own_customer(session, member)
+    customer, _ = await customers.update_customer(
+        session, customer_id=customer.id, changes=body.model_dump(exclude_unset=True)
+    )
+    await session.commit()
+    return await customers.read_file(session, customer=customer)
+
+
+@router.get(
+    "/me/consents",
+    response_model=ConsentsRead,
+    summary="Your consents per channel and their history",
+)
+async def my_consents(member: MemberDep, session: SessionDep) -> ConsentsRead:
+    customer = await own_customer(session, member)
+    return ConsentsRead(
+        current=[
+            ConsentRead.model_validate(c) for c in await consents.current(session, customer.id)
+        ],
+        history=[
+            ConsentChangeRead.model_validate(c)
+            for c in await consents.history(session, customer.id)
+        ],
+    )
+
+
+@router.put(
+    "/me/consents",
+    response_model=ConsentRead,
+    summary="Grant or revoke your consent on a channel",
+    description='Recorded with source "club"; publishes ConsentChanged and CustomerUpdated '
+    "when it changes.",
+)
+async def put_my_consent(
+    body: MemberConsentWrite, member: MemberDep, session: SessionDep
+) -> ConsentRead:
+    customer = await own_customer(session, member)
+    state, _ = await consents.set_consent(
+        session,
+        customer_id=customer.id,
+        channel=body.channel,
+        granted=body.granted,
+        source="club",
+        detail={"by": member.header_value()},
+    )
+    await session.commit()
+    return ConsentRead(
+        channel=state.channel,
+        granted=state.granted,
+        source=state.source,
+        changed_at=state.changed_at,
     )

@@ -1,11 +1,12 @@
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vafa.profile.club.service import ClubStatus
+from vafa.profile.customers.schemas import Gender, parse_birth_date
 
 
 class ClubSignUp(BaseModel):
@@ -103,3 +104,40 @@ class ClubAccountRead(BaseModel):
     joined_at: datetime
     verified_at: datetime | None
     has_password: bool
+
+
+class MemberUpdate(BaseModel):
+    """What a member may change on their own file: a field left out is unchanged, null clears
+    it. Identities, lifecycle, acquisition and custom fields stay with staff."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    birth_date: date | None = Field(
+        default=None,
+        description="ISO 8601; Persian digits accepted; a year before 1700 is read as Jalali.",
+    )
+    gender: Gender | None = None
+    country_code: str | None = Field(
+        default=None, min_length=2, max_length=2, pattern="^[A-Za-z]{2}$"
+    )
+    province: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=1000)
+    education: str | None = Field(default=None, max_length=200)
+    personality_type: str | None = Field(default=None, max_length=64)
+
+    _birth = field_validator("birth_date", mode="before")(parse_birth_date)
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, value: date | None) -> date | None:
+        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+            raise ValueError("a birth date between 1900-01-01 and today")
+        return value
+
+
+class MemberConsentWrite(BaseModel):
+    channel: Literal["sms", "email", "phone", "push"]
+    granted: bool

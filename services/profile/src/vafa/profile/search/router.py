@@ -6,6 +6,7 @@ import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -48,9 +49,13 @@ EXPORT_COLUMNS = (
 async def where_of(
     session: SessionDep, request: Request, filters: CustomerFilters
 ) -> list[ColumnElement[bool]]:
+    settings = request.app.state.settings
     try:
         return await service.conditions(
-            session, filters, default_region=request.app.state.settings.default_region
+            session,
+            filters,
+            default_region=settings.default_region,
+            today=datetime.now(ZoneInfo(settings.timezone)).date(),
         )
     except service.InvalidFilter as exc:
         raise invalid("query", exc.field, message=str(exc)) from exc

@@ -15,11 +15,9 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import jdatetime
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -44,6 +42,7 @@ from vafa.profile.customers.identities import (
     normalise_email,
     normalise_phone,
 )
+from vafa.profile.dates import recurrence
 from vafa.profile.models import (
     ClubAccount,
     Consent,
@@ -56,9 +55,6 @@ from vafa.profile.models import (
     Customer as C,
 )
 from vafa.profile.search.schemas import CustomerFilters
-
-# "Today" for effective dates: the shops this serves keep Iranian (or Armenian) time.
-LOCAL_TZ = ZoneInfo("Asia/Tehran")
 
 
 class InvalidFilter(ValueError):
@@ -103,28 +99,11 @@ def custom_value(definition: CustomFieldDefinition, raw: str) -> Any:
     return raw.strip()
 
 
-def upcoming_days(within: int, *, today: date | None = None) -> set[tuple[str, int, int]]:
-    """(calendar, month, day) of every day from today to `within` days ahead, in both
-    calendars. A date that does not exist this year (29 February, 30 Esfand) recurs on the
-    last day of its month, so it is listed when that day is."""
-    today = today or datetime.now(LOCAL_TZ).date()
-    out: set[tuple[str, int, int]] = set()
-    for offset in range(within + 1):
-        day = today + timedelta(days=offset)
-        out.add(("gregorian", day.month, day.day))
-        if day.month == 2 and day.day == 28 and (day + timedelta(days=1)).month == 3:
-            out.add(("gregorian", 2, 29))
-        j = jdatetime.date.fromgregorian(date=day)
-        out.add(("jalali", j.month, j.day))
-        if j.month == 12 and j.day == 29 and not j.isleap():
-            out.add(("jalali", 12, 30))
-    return out
-
-
 async def conditions(
-    session: AsyncSession, f: CustomerFilters, *, default_region: str
+    session: AsyncSession, f: CustomerFilters, *, default_region: str, today: date
 ) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of the filters. Raises InvalidFilter naming the parameter."""
+    """The WHERE clauses of the filters (`today`: the local day upcoming dates count from).
+    Raises InvalidFilter naming the parameter."""
     where: list[ColumnElement[bool]] = [C.merged_into.is_(None)]
     if f.q:
         words = f.q.split()
@@ -206,7 +185,9 @@ async def conditions(
         if f.date_kind:
             on_date.append(EffectiveDate.kind == f.date_kind)
         if f.date_within_days is not None:
-            days = upcoming_days(f.date_within_days)
+            # Every stored (calendar, month, day) falling in the window, with the recurrence
+            # rules of the dates feature (Esfand 30 / 29 February in short years).
+            days = recurrence.window_keys(today, f.date_within_days)
             on_date.append(
                 or_(
                     *(
