@@ -18,7 +18,8 @@ from vafa.profile.timeline import service
 
 from .factories import unique
 from .test_api import AGENT, MARKETER, VIEWER, assert_problem
-from .test_file import customer_events, new_customer
+from .test_file import customer_events
+from .test_file import new_customer as new_file
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -204,7 +205,7 @@ async def test_a_batch_of_points_in_two_statements_keeps_the_rules(session: Asyn
 async def test_interactions_are_idempotent_by_source_id(
     client: httpx.AsyncClient, db: Database
 ) -> None:
-    c = await new_customer(client)
+    c = await new_file(client)
     url = f"/v1/customers/{c['id']}/timeline"
     call = {
         "kind": "call",
@@ -263,7 +264,7 @@ async def test_interactions_are_idempotent_by_source_id(
         await client.post(url, json={**sms, "source": "pbx"}, headers=MARKETER)
     ).status_code == 201
     # The same (source, source_id) on another customer: 409.
-    other = await new_customer(client)
+    other = await new_file(client)
     body = assert_problem(
         await client.post(f"/v1/customers/{other['id']}/timeline", json=sms, headers=MARKETER), 409
     )
