@@ -15,7 +15,7 @@ class Settings(ServiceSettings):
     default_region: str = Field(default="IR", min_length=2, max_length=2)
     # Signs the tokens of unsubscribe links (GET/POST /v1/unsubscribe/{token}). Set it in
     # production; links signed with one secret stop working when it changes.
-    unsubscribe_secret: SecretStr = SecretStr("vafa-dev-unsubscribe-secret")
+    unsubscribe_secret: SecretStr = SecretStr("vafa-dev-unsubscribe-secret-change-me-in-prod")
     # Inbound SMS texts that revoke SMS consent, compared folded (Arabic/Persian letter forms,
     # Persian/Arabic/fullwidth digits, case) without spaces, punctuation or trailing digits, so
     # "لغو", "لغو ۱۱" and "لغو１" all match "لغو". Env: a JSON list.

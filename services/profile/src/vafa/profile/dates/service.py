@@ -114,7 +114,7 @@ async def upcoming(session: AsyncSession, *, today: date, days: int) -> list[Upc
         .where(EffectiveDate.id.in_(ids))
     )
     out = []
-    for row, customer in found.tuples():
+    for row, customer in found.all():
         for on in keys[(Calendar(row.calendar), row.month, row.day)]:
             out.append(Upcoming(customer, row, on, (on - today).days))
     out.sort(key=lambda u: (u.occurs_on, str(u.customer.id), str(u.date.id)))
