@@ -8,6 +8,7 @@ from vafa.profile.consents.router import router as consents_router
 from vafa.profile.customers.router import router as customers_router
 from vafa.profile.dates.router import router as dates_router
 from vafa.profile.duplicates.router import router as duplicates_router
+from vafa.profile.imports.router import router as imports_router
 from vafa.profile.privacy.router import router as privacy_router
 from vafa.profile.search.router import router as search_router
 from vafa.profile.timeline.router import router as timeline_router
@@ -22,6 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Search first: its fixed paths (/v1/customers/export, /imports) before /{customer_id}.
         routers=[
             search_router,
+            imports_router,
             customers_router,
             timeline_router,
             attributes_router,

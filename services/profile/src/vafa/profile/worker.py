@@ -7,6 +7,7 @@ from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.profile.club.handlers import PURCHASE_TYPES, on_purchases_batch, scrub_sent_codes
 from vafa.profile.config import Settings
 from vafa.profile.dates import service as dates
+from vafa.profile.imports.handlers import import_pending
 from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
 
@@ -39,6 +40,7 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
                 announce_effective_dates,
             ),
             Periodic("profile.scrub-sent-codes", 5.0, scrub_sent_codes),
+            Periodic("profile.imports", 2.0, import_pending),
         ],
         stop=stop,
     )
