@@ -1,11 +1,12 @@
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.profile.config import Settings
 from vafa.profile.dates import service as dates
+from vafa.profile.duplicates import service as duplicates
 from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
 
@@ -29,7 +30,8 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
                 "profile.effective-dates",
                 settings.effective_date_scan_seconds,
                 announce_effective_dates,
-            )
+            ),
+            Periodic("profile.duplicates", settings.duplicate_scan_seconds, scan_for_duplicates),
         ],
         stop=stop,
     )
@@ -43,4 +45,16 @@ async def announce_effective_dates(ctx: WorkerContext) -> None:
     async with ctx.db.sessionmaker() as session, session.begin():
         await dates.announce_upcoming(
             session, today=today, days=settings.effective_date_lookahead_days
+        )
+
+
+async def scan_for_duplicates(ctx: WorkerContext) -> None:
+    """Near-duplicates of the files opened or changed lately (two intervals back, so a slow run
+    leaves no gap; pairs already queued are not queued again)."""
+    settings = ctx.settings
+    assert isinstance(settings, Settings)
+    since = datetime.now().astimezone() - timedelta(seconds=2 * settings.duplicate_scan_seconds)
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await duplicates.scan_recent(
+            session, since=since, threshold=settings.duplicate_name_similarity
         )
