@@ -75,6 +75,16 @@ async def test_consent_changes_are_kept_and_evented(
         ("sms", True),
     ]
     assert got["history"][0]["detail"] == {"by": "staff:m"}
+    entries = (
+        await client.get(
+            f"/v1/customers/{c['id']}/timeline", params={"kind": "consent.changed"}, headers=VIEWER
+        )
+    ).json()["items"]
+    assert [e["summary"] for e in entries] == [
+        "SMS consent revoked (staff).",
+        "EMAIL consent granted (staff).",
+        "SMS consent granted (club).",
+    ]
 
     changed = await sms_consent_events(db, c["id"])
     assert [(m.consent.channel, m.consent.granted, m.consent.source) for m in changed] == [

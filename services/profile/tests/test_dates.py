@@ -84,10 +84,11 @@ async def test_dates_are_validated(client: httpx.AsyncClient) -> None:
     assert "no day 30" in body["detail"]
     r = await client.post(
         url,
-        json={"kind": "birthday", "calendar": "jalali", "year": 1403, "month": 12, "day": 30},
+        json={"kind": "birthday", "calendar": "jalali", "year": "۱۴۰۳", "month": "۱۲", "day": "۳۰"},
         headers=MARKETER,
     )
     assert r.status_code == 201, r.text
+    assert (r.json()["year"], r.json()["month"], r.json()["day"]) == (1403, 12, 30)
     assert_problem(
         await client.post(
             url,

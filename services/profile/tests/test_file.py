@@ -1,6 +1,7 @@
 """The customer file: attributes and custom fields validated on write, tags and the tag cloud,
 notes, identities added and removed, lead versus customer."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -383,3 +384,41 @@ async def test_unknown_file_problems(client: httpx.AsyncClient) -> None:
         ),
         404,
     )
+
+
+async def test_one_identity_added_to_two_files_at_once(client: httpx.AsyncClient) -> None:
+    a, b = await new_customer(client), await new_customer(client)
+    phone = random_phone()
+    results = await asyncio.gather(
+        *(
+            client.post(
+                f"/v1/customers/{c['id']}/identities",
+                json={"kind": "phone", "value": phone},
+                headers=MARKETER,
+            )
+            for c in (a, b)
+        )
+    )
+    assert sorted(r.status_code for r in results) == [201, 409]
+    winner = next(r for r in results if r.status_code == 201)
+    loser = next(r for r in results if r.status_code == 409)
+    owner = (
+        await client.get("/v1/customers/lookup", params={"phone": phone}, headers=VIEWER)
+    ).json()["id"]
+    assert loser.json()["customer_id"] == owner
+    assert winner.json()["phones"] == [f"+98{phone[1:]}"]
+
+
+async def test_lifecycle_stage_cannot_be_cleared(client: httpx.AsyncClient) -> None:
+    c = await new_customer(client)
+    body = assert_problem(
+        await client.patch(
+            f"/v1/customers/{c['id']}", json={"lifecycle_stage": None}, headers=MARKETER
+        ),
+        422,
+    )
+    assert body["errors"][0]["pointer"] == "/body/lifecycle_stage"
+    r = await client.patch(
+        f"/v1/customers/{c['id']}", json={"lifecycle_stage": "lapsed"}, headers=MARKETER
+    )
+    assert r.json()["lifecycle_stage"] == "lapsed"

@@ -14,6 +14,7 @@ from vafa.events.v1 import profile_pb2
 from vafa.kit.db import Database
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.testing.poll import eventually
+from vafa.profile.duplicates import service as duplicates
 from vafa.profile.orders import service as orders
 from vafa.profile.orders.service import PurchaseKind
 from vafa.profile.timeline import service as timeline
@@ -337,3 +338,27 @@ async def test_merge_events_reach_the_broker(
 
     got = await eventually(published, within=40, what="CustomerMerged and CustomerUnmerged")
     assert [type(m).__name__ for m in got] == ["CustomerMerged", "CustomerUnmerged"]
+
+
+async def test_files_opened_by_orders_are_scanned_later(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    surname = unique("q")
+    start = datetime.now(UTC)
+    a = await paid_order(
+        db, email=f"{unique()}@example.com", first_name="Narek", last_name=f"Hakobyan{surname}"
+    )
+    b = await paid_order(
+        db, email=f"{unique()}@example.com", first_name="NAREK", last_name=f"Hakobyan{surname}"
+    )
+    async with db.sessionmaker() as s, s.begin():
+        queued = await duplicates.scan_recent(s, since=start, threshold=0.6)
+    assert queued >= 1
+    async with db.sessionmaker() as s:
+        reason = await s.scalar(
+            text(
+                "SELECT reason FROM duplicate_candidates WHERE customer_a = :a AND customer_b = :b"
+            ),
+            dict(zip(("a", "b"), sorted((a, b)), strict=True)),
+        )
+    assert reason == "similar_name"

@@ -84,5 +84,16 @@ async def test_erasure_anonymises_the_file(client: httpx.AsyncClient, db: Databa
     ]
     assert len(erased_events) == 1 and erased_events[0].customer_id == a
     assert_problem(await client.post(f"/v1/customers/{a}/erasure", headers=ADMIN), 409)
+    # An erased file takes no more changes.
+    assert_problem(
+        await client.patch(f"/v1/customers/{a}", json={"first_name": "Sara"}, headers=MARKETER),
+        409,
+    )
+    assert_problem(
+        await client.post(
+            f"/v1/customers/{a}/identities", json={"kind": "email", "value": mail}, headers=MARKETER
+        ),
+        409,
+    )
     # The person may come back: a new order with the old email opens a new file.
     assert str(await paid_order(db, email=mail)) != a

@@ -29,6 +29,8 @@ class Settings(ServiceSettings):
     timezone: str = "Asia/Tehran"
     # Near-duplicate suggestions: the least trigram similarity of folded names.
     duplicate_name_similarity: float = Field(default=0.6, gt=0, le=1)
+    # How often the worker scans files changed since its last look for near-duplicates.
+    duplicate_scan_seconds: float = Field(default=300.0, gt=0)
 
     # -- the club account ------------------------------------------------------------------
     # Signs member tokens; the gateway verifies them with the same variable.

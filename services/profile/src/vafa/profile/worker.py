@@ -1,5 +1,5 @@
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from vafa.kit.settings import ServiceSettings
@@ -7,6 +7,7 @@ from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
 from vafa.profile.club.handlers import PURCHASE_TYPES, on_purchases_batch, scrub_sent_codes
 from vafa.profile.config import Settings
 from vafa.profile.dates import service as dates
+from vafa.profile.duplicates import service as duplicates
 from vafa.profile.imports.handlers import import_pending
 from vafa.profile.orders.handlers import ORDER_TYPES, order_batch_handler
 from vafa.profile.timeline.handlers import LOYALTY_TYPES, on_points_batch
@@ -39,6 +40,7 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
                 settings.effective_date_scan_seconds,
                 announce_effective_dates,
             ),
+            Periodic("profile.duplicates", settings.duplicate_scan_seconds, scan_for_duplicates),
             Periodic("profile.scrub-sent-codes", 5.0, scrub_sent_codes),
             Periodic("profile.imports", 2.0, import_pending),
         ],
@@ -54,4 +56,16 @@ async def announce_effective_dates(ctx: WorkerContext) -> None:
     async with ctx.db.sessionmaker() as session, session.begin():
         await dates.announce_upcoming(
             session, today=today, days=settings.effective_date_lookahead_days
+        )
+
+
+async def scan_for_duplicates(ctx: WorkerContext) -> None:
+    """Near-duplicates of the files opened or changed lately (two intervals back, so a slow run
+    leaves no gap; pairs already queued are not queued again)."""
+    settings = ctx.settings
+    assert isinstance(settings, Settings)
+    since = datetime.now().astimezone() - timedelta(seconds=2 * settings.duplicate_scan_seconds)
+    async with ctx.db.sessionmaker() as session, session.begin():
+        await duplicates.scan_recent(
+            session, since=since, threshold=settings.duplicate_name_similarity
         )

@@ -24,6 +24,7 @@ from vafa.profile.customers.identities import Identity, IdentityKind, fold
 from vafa.profile.customers.snapshot import consent_message
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
 from vafa.profile.models import Consent, ConsentChange
+from vafa.profile.timeline import service as timeline
 
 UNSUBSCRIBE_AUDIENCE = "vafa-unsubscribe"
 
@@ -109,6 +110,17 @@ async def set_consent(
     await session.flush()
     if existing is not None:
         await session.refresh(existing)
+    verb = "granted" if granted else "revoked"
+    await timeline.add_entry(
+        session,
+        customer_id=customer_id,
+        kind="consent.changed",
+        occurred_at=at,
+        source="consent",
+        source_id=str(change.id),
+        summary=f"{channel.value.upper()} consent {verb} ({source}).",
+        data={"channel": channel.value, "granted": granted, "source": source},
+    )
     event = profile_pb2.ConsentChanged(
         customer_id=str(customer_id),
         consent=consent_message(channel.value, granted, source, at),

@@ -187,6 +187,13 @@ class CustomerUpdate(BaseModel):
 
     _birth = field_validator("birth_date", mode="before")(parse_birth_date)
 
+    @field_validator("lifecycle_stage", mode="before")
+    @classmethod
+    def _stage_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a file always has a lifecycle stage")
+        return value
+
     @field_validator("birth_date")
     @classmethod
     def _not_future(cls, value: date | None) -> date | None:

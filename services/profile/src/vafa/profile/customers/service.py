@@ -600,7 +600,15 @@ async def get_file(
 
 
 async def lock_file(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
-    return await get_file(session, customer_id, lock=True)
+    """The file, locked for a change: 409 once erased (writing to it would re-identify it)."""
+    customer = await get_file(session, customer_id, lock=True)
+    if customer.erased_at is not None:
+        raise Conflict(
+            "This file was erased; it takes no more changes.",
+            customer_id=str(customer_id),
+            erased_at=customer.erased_at.isoformat(),
+        )
+    return customer
 
 
 _SURVIVORS = text(

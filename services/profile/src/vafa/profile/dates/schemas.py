@@ -3,8 +3,9 @@ import uuid
 from enum import StrEnum
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from vafa.profile.customers.identities import ascii_digits
 from vafa.profile.dates.recurrence import Calendar, days_in_month
 
 
@@ -33,6 +34,12 @@ class EffectiveDateCreate(BaseModel):
     related_person: str | None = Field(
         default=None, max_length=200, description='The family member, e.g. "daughter Sara".'
     )
+
+    @field_validator("year", "month", "day", mode="before")
+    @classmethod
+    def _any_digits(cls, value: object) -> object:
+        # Forms send "۱۴۰۳" as often as 1403.
+        return ascii_digits(value).strip() if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _real_day(self) -> Self:

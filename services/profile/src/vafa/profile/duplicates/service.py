@@ -120,6 +120,24 @@ async def scan(session: AsyncSession, *, customer_id: uuid.UUID, threshold: floa
     return await record(session, pairs)
 
 
+_RECENT = text(
+    "SELECT id FROM customers WHERE updated_at >= :since AND merged_into IS NULL"
+    " AND erased_at IS NULL ORDER BY updated_at DESC LIMIT :limit"
+)
+
+
+async def scan_recent(
+    session: AsyncSession, *, since: datetime, threshold: float, limit: int = 1000
+) -> int:
+    """Scans the files opened or changed since `since` (orders, imports, the club, staff), at
+    most `limit` of them: the number of pairs queued."""
+    ids = list((await session.execute(_RECENT, {"since": since, "limit": limit})).scalars())
+    queued = 0
+    for cid in ids:
+        queued += len(await scan(session, customer_id=cid, threshold=threshold))
+    return queued
+
+
 def encode_cursor(candidate_id: int) -> str:
     return base64.urlsafe_b64encode(str(candidate_id).encode()).decode().rstrip("=")
 
