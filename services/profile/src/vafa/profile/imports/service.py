@@ -259,7 +259,7 @@ async def apply_rows(session: AsyncSession, *, rows: Sequence[Row], cause: str) 
             },
         )
     if claims:
-        ordered = sorted(claims.items(), key=lambda kv: (kv[0].kind.value, kv[0].value))
+        ordered = sorted(claims.items(), key=lambda kv: (str(kv[0].kind), kv[0].value))
         got = await session.execute(
             _CLAIM,
             {
