@@ -300,13 +300,18 @@ async def get_merge(session: AsyncSession, merge_id: uuid.UUID) -> Merge:
 async def unmerge(session: AsyncSession, *, merge_id: uuid.UUID, by: str) -> Merge:
     """Undoes a merge: both files exactly as the ledger's before-images hold them, the moved
     rows back on the restored file. Publishes CustomerUnmerged (key: the restored id) and
-    CustomerUpdated for both. 409 when already undone, or when the survivor was itself merged
-    since (undo that merge first)."""
+    CustomerUpdated for both. 409 when already undone, when the survivor was itself merged
+    since (undo that merge first), or when the survivor was erased since."""
     record = await session.scalar(select(Merge).where(Merge.id == merge_id).with_for_update())
     if record is None:
         raise NotFound(f"No merge has the id {merge_id}.", merge_id=str(merge_id))
     if record.status != "merged":
         raise Conflict("This merge was undone already.", merge_id=str(merge_id))
+    if "row" not in record.survivor_before or "row" not in record.merged_before:
+        raise Conflict(
+            "A file of this merge was erased since: there is nothing to restore.",
+            merge_id=str(merge_id),
+        )
     survivor_id, merged_id = record.survivor_id, record.merged_id
     rows = {
         c.id: c
