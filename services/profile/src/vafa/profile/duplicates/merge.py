@@ -110,6 +110,12 @@ _MOVE_BACK = {
 }
 
 
+_LOCK_ORDERS = text(
+    "SELECT order_ref FROM orders WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+    " ORDER BY order_ref FOR UPDATE"
+)
+
+
 async def image(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any]:
     r = (await session.execute(_IMAGE, {"id": customer_id})).mappings().one()
     return {
@@ -207,7 +213,9 @@ async def merge(
     when either file was merged already."""
     if survivor_id == merged_id:
         raise Conflict("A file cannot be merged into itself.", customer_id=str(survivor_id))
-    # Both locked, in id order (two merges of the same pair cannot deadlock).
+    # Locks in the order the order consumer takes them (the orders by ref, then the customers
+    # by id), so a merge and an order batch wait for each other instead of deadlocking.
+    await session.execute(_LOCK_ORDERS, {"ids": [survivor_id, merged_id]})
     for cid in sorted((survivor_id, merged_id)):
         await customers.lock_file(session, cid)
     s_before = await image(session, survivor_id)
@@ -313,6 +321,7 @@ async def unmerge(session: AsyncSession, *, merge_id: uuid.UUID, by: str) -> Mer
             merge_id=str(merge_id),
         )
     survivor_id, merged_id = record.survivor_id, record.merged_id
+    await session.execute(_LOCK_ORDERS, {"ids": [survivor_id, merged_id]})
     rows = {
         c.id: c
         for c in (
