@@ -14,6 +14,8 @@ from vafa.events.v1 import profile_pb2
 from vafa.kit.db import Database
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.testing.poll import eventually
+from vafa.profile.customers import service as customers
+from vafa.profile.duplicates import merge as merges
 from vafa.profile.duplicates import service as duplicates
 from vafa.profile.orders import service as orders
 from vafa.profile.orders.service import PurchaseKind
@@ -362,3 +364,64 @@ async def test_files_opened_by_orders_are_scanned_later(
             dict(zip(("a", "b"), sorted((a, b)), strict=True)),
         )
     assert reason == "similar_name"
+
+
+async def apply_with_retries(db: Database, events: list[orders.OrderEvent]) -> int:
+    """Applies the events as the consumer does: rolled back and retried on MergedMeanwhile.
+    Returns the attempts it took."""
+    for attempt in range(1, 6):
+        try:
+            async with db.sessionmaker() as s, s.begin():
+                await orders.apply_order_events(s, events, default_region="IR")
+            return attempt
+        except customers.MergedMeanwhile:
+            continue
+    raise AssertionError("never applied")
+
+
+async def test_order_events_during_a_merge_end_on_the_survivor(db: Database) -> None:
+    """An uncommitted merge holds both files; order events about the merged file wait for it
+    (no deadlock), and end on the survivor: an event for an order the merge moved re-reads it;
+    an event that read the old holder of an email retries once."""
+    mail_b = f"{unique()}@example.com"
+    existing = make_order(email=mail_b)
+    a = await paid_order(db, email=f"{unique()}@example.com")
+    async with db.sessionmaker() as s, s.begin():
+        row = await orders.record_order_event(
+            s,
+            kind=PurchaseKind.placed,
+            order=existing,
+            event_id=unique("e-"),
+            occurred_at=AT,
+            default_region="IR",
+        )
+        assert row is not None
+        b = row.customer_id
+    new_order = make_order(email=mail_b)
+
+    async with db.sessionmaker() as merging:
+        await merging.begin()
+        await merges.merge(merging, survivor_id=a, merged_id=b, by="test")
+        moved = asyncio.create_task(
+            apply_with_retries(
+                db, [orders.OrderEvent(PurchaseKind.paid, existing, unique("e-"), AT)]
+            )
+        )
+        fresh = asyncio.create_task(
+            apply_with_retries(
+                db, [orders.OrderEvent(PurchaseKind.placed, new_order, unique("e-"), AT)]
+            )
+        )
+        await asyncio.sleep(1.0)
+        assert not moved.done() and not fresh.done()  # both wait for the merge
+        await merging.commit()
+    assert await asyncio.wait_for(moved, 30) == 1
+    assert await asyncio.wait_for(fresh, 30) == 2  # read b as the holder, retried
+    async with db.sessionmaker() as s:
+        for ref in (existing.order_ref, new_order.order_ref):
+            assert (
+                await s.scalar(
+                    text("SELECT customer_id FROM orders WHERE order_ref = :r"), {"r": ref}
+                )
+                == a
+            )

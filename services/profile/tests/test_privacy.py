@@ -11,7 +11,7 @@ from vafa.kit.db import Database
 from vafa.kit.testing.plugin import principal_headers
 
 from .test_api import MARKETER, VIEWER, assert_problem
-from .test_file import customer_events
+from .test_file import customer_events, new_customer
 from .test_merge import paid_order, rich_pair
 
 ADMIN = principal_headers("staff", "root", "admin")
@@ -97,3 +97,23 @@ async def test_erasure_anonymises_the_file(client: httpx.AsyncClient, db: Databa
     )
     # The person may come back: a new order with the old email opens a new file.
     assert str(await paid_order(db, email=mail)) != a
+
+
+async def test_a_merge_cannot_be_undone_after_erasure(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    a, b = await new_customer(client), await new_customer(client)
+    merge = (
+        await client.post(
+            f"/v1/customers/{a['id']}/merge", json={"merged_id": b["id"]}, headers=MARKETER
+        )
+    ).json()
+    # The merged id is not a file any more: erase the survivor.
+    assert_problem(await client.post(f"/v1/customers/{b['id']}/erasure", headers=ADMIN), 404)
+    assert (await client.post(f"/v1/customers/{a['id']}/erasure", headers=ADMIN)).status_code == 200
+    ledger = (await client.get(f"/v1/merges/{merge['id']}", headers=VIEWER)).json()
+    assert ledger["survivor_before"] == {"erased": True} == ledger["merged_before"]
+    body = assert_problem(
+        await client.post(f"/v1/merges/{merge['id']}/unmerge", headers=ADMIN), 409
+    )
+    assert "erased" in body["detail"]

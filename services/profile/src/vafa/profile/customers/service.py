@@ -92,6 +92,14 @@ class IdentityRace(RuntimeError):
         self.identity = identity
 
 
+class MergedMeanwhile(RuntimeError):
+    """A customer to be matched was merged into another since its identities were read: roll
+    back and retry (the retry resolves to the survivor)."""
+
+    def __init__(self, customer_id: uuid.UUID, survivor_id: uuid.UUID) -> None:
+        super().__init__(f"customer {customer_id} was merged into {survivor_id} meanwhile")
+
+
 class IdentityTaken(Conflict):
     def __init__(self, kind: str, owner: uuid.UUID) -> None:
         super().__init__(
@@ -196,8 +204,8 @@ _OWNERS = text(
 )
 _LOCK_CUSTOMERS = text(
     "SELECT id, first_name, last_name, lifecycle_stage, country_code, city, created_at, "
-    "updated_at, kind, first_paid_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) "
-    "ORDER BY id FOR UPDATE"
+    "updated_at, kind, first_paid_at, merged_into FROM customers "
+    "WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
 # A Book's whole write-back is one statement: new customers, changed customers and the claims
 # (any part may be empty). The identities' foreign key is checked at the end of the statement,
@@ -311,6 +319,10 @@ class Book:
         if not wanted:
             return
         for row in (await session.execute(_LOCK_CUSTOMERS, {"ids": wanted})).all():
+            if row.merged_into is not None:
+                # Merged after we read who holds the identities: the retry reads again and
+                # finds the survivor holding them.
+                raise MergedMeanwhile(row.id, row.merged_into)
             self.customers[row.id] = CustomerState(
                 id=row.id,
                 first_name=row.first_name,

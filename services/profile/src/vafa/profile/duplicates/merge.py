@@ -110,6 +110,12 @@ _MOVE_BACK = {
 }
 
 
+_LOCK_ORDERS = text(
+    "SELECT order_ref FROM orders WHERE customer_id = ANY(CAST(:ids AS uuid[]))"
+    " ORDER BY order_ref FOR UPDATE"
+)
+
+
 async def image(session: AsyncSession, customer_id: uuid.UUID) -> dict[str, Any]:
     r = (await session.execute(_IMAGE, {"id": customer_id})).mappings().one()
     return {
@@ -207,7 +213,9 @@ async def merge(
     when either file was merged already."""
     if survivor_id == merged_id:
         raise Conflict("A file cannot be merged into itself.", customer_id=str(survivor_id))
-    # Both locked, in id order (two merges of the same pair cannot deadlock).
+    # Locks in the order the order consumer takes them (the orders by ref, then the customers
+    # by id), so a merge and an order batch wait for each other instead of deadlocking.
+    await session.execute(_LOCK_ORDERS, {"ids": [survivor_id, merged_id]})
     for cid in sorted((survivor_id, merged_id)):
         await customers.lock_file(session, cid)
     s_before = await image(session, survivor_id)
@@ -300,14 +308,20 @@ async def get_merge(session: AsyncSession, merge_id: uuid.UUID) -> Merge:
 async def unmerge(session: AsyncSession, *, merge_id: uuid.UUID, by: str) -> Merge:
     """Undoes a merge: both files exactly as the ledger's before-images hold them, the moved
     rows back on the restored file. Publishes CustomerUnmerged (key: the restored id) and
-    CustomerUpdated for both. 409 when already undone, or when the survivor was itself merged
-    since (undo that merge first)."""
+    CustomerUpdated for both. 409 when already undone, when the survivor was itself merged
+    since (undo that merge first), or when the survivor was erased since."""
     record = await session.scalar(select(Merge).where(Merge.id == merge_id).with_for_update())
     if record is None:
         raise NotFound(f"No merge has the id {merge_id}.", merge_id=str(merge_id))
     if record.status != "merged":
         raise Conflict("This merge was undone already.", merge_id=str(merge_id))
+    if "row" not in record.survivor_before or "row" not in record.merged_before:
+        raise Conflict(
+            "A file of this merge was erased since: there is nothing to restore.",
+            merge_id=str(merge_id),
+        )
     survivor_id, merged_id = record.survivor_id, record.merged_id
+    await session.execute(_LOCK_ORDERS, {"ids": [survivor_id, merged_id]})
     rows = {
         c.id: c
         for c in (

@@ -3,6 +3,7 @@
 Erasure keeps the row (other services and the shop's books refer to the id) and the orders'
 amounts, currency and dates, but removes or blanks everything that identifies the person:
 names, demographics, address, custom fields, identities, tags, notes, effective dates,
+(on the file and on every file merged into it)
 household membership, consents and their history, the buyer details and free text on timeline
 entries, and the before-images of merges that involve the file. Then CustomerErased tells the
 other services to do the same.
@@ -64,18 +65,23 @@ async def export(session: AsyncSession, *, customer_id: uuid.UUID) -> dict[str, 
     return out
 
 
+# The file and every file merged into it (the same person): all anonymised together.
+_FAMILY = text(
+    "WITH RECURSIVE m(id) AS (SELECT CAST(:id AS uuid) UNION"
+    " SELECT c.id FROM customers c JOIN m ON c.merged_into = m.id) SELECT id FROM m"
+)
 _ERASE = (
     "UPDATE customers SET first_name = NULL, last_name = NULL, acquisition_campaign = NULL,"
     " referred_by_code = NULL, city = NULL, province = NULL, address = NULL, birth_date = NULL,"
     " gender = NULL, education = NULL, personality_type = NULL, custom_fields = '{}',"
-    " household_id = NULL, erased_at = :now, updated_at = :now WHERE id = :id",
-    "DELETE FROM customer_identities WHERE customer_id = :id",
-    "DELETE FROM customer_tags WHERE customer_id = :id",
-    "DELETE FROM customer_notes WHERE customer_id = :id",
-    "DELETE FROM effective_dates WHERE customer_id = :id",
-    "DELETE FROM consents WHERE customer_id = :id",
-    "DELETE FROM consent_changes WHERE customer_id = :id",
-    "DELETE FROM duplicate_candidates WHERE customer_a = :id OR customer_b = :id",
+    " household_id = NULL, erased_at = :now, updated_at = :now WHERE id = ANY(:ids)",
+    "DELETE FROM customer_identities WHERE customer_id = ANY(:ids)",
+    "DELETE FROM customer_tags WHERE customer_id = ANY(:ids)",
+    "DELETE FROM customer_notes WHERE customer_id = ANY(:ids)",
+    "DELETE FROM effective_dates WHERE customer_id = ANY(:ids)",
+    "DELETE FROM consents WHERE customer_id = ANY(:ids)",
+    "DELETE FROM consent_changes WHERE customer_id = ANY(:ids)",
+    "DELETE FROM duplicate_candidates WHERE customer_a = ANY(:ids) OR customer_b = ANY(:ids)",
     # Orders stay for the books (amounts, currency, status, dates); the order number is the
     # shop's, not personal. Timeline entries keep kind and time; their details go, except the
     # amounts of order entries.
@@ -83,11 +89,12 @@ _ERASE = (
     " data = CASE WHEN kind LIKE 'order.%' THEN jsonb_strip_nulls(jsonb_build_object("
     "'order_ref', data->'order_ref', 'total_minor', data->'total_minor', 'currency',"
     " data->'currency', 'refund', data->'refund')) ELSE '{}'::jsonb END"
-    " WHERE customer_id = :id",
+    " WHERE customer_id = ANY(:ids)",
     "UPDATE merges SET survivor_before = jsonb_build_object('erased', true),"
     " merged_before = jsonb_build_object('erased', true)"
-    " WHERE survivor_id = :id OR merged_id = :id",
+    " WHERE survivor_id = ANY(:ids) OR merged_id = ANY(:ids)",
 )
+_ERASE_SQL = [text(sql) for sql in _ERASE]
 
 
 async def erase(session: AsyncSession, *, customer_id: uuid.UUID) -> datetime:
@@ -98,8 +105,9 @@ async def erase(session: AsyncSession, *, customer_id: uuid.UUID) -> datetime:
     if customer.erased_at is not None:
         raise Conflict("This file was erased already.", erased_at=customer.erased_at.isoformat())
     now = datetime.now(UTC)
-    for sql in _ERASE:
-        await session.execute(text(sql), {"id": customer_id, "now": now})
+    ids = list((await session.execute(_FAMILY, {"id": customer_id})).scalars())
+    for sql in _ERASE_SQL:
+        await session.execute(sql, {"ids": ids, "now": now})
     message = profile_pb2.CustomerErased(customer_id=str(customer_id), occurred_at=timestamp(now))
     await outbox.add_many(
         session,
