@@ -642,3 +642,69 @@ async def test_a_member_never_reaches_another_members_data(
     ):
         body = {"channel": "sms", "granted": True} if method == "PUT" else {}
         problem(await client.request(method, url, headers=ghost, json=body), 404)
+
+
+async def test_the_account_follows_its_file(
+    client: httpx.AsyncClient, db: Database, worker: asyncio.Event
+) -> None:
+    """On the real broker: a merge moves the merged member's account to the survivor (the same
+    password now opens the surviving file), an unmerge moves it back, an erasure removes the
+    credentials."""
+    staff = principal_headers("staff", "s", "admin")
+    mail = f"{unique()}@example.com"
+    merged = (await sign_up(client, email=mail, first_name="Same"))["customer_id"]
+    r = await client.post(
+        "/v1/customers",
+        json={"email": f"{unique()}@example.com", "first_name": "Same"},
+        headers=staff,
+    )
+    survivor = r.json()["id"]
+
+    async def account_of() -> str | None:
+        async with db.sessionmaker() as s:
+            return await s.scalar(
+                text("SELECT customer_id::text FROM club_accounts WHERE customer_id = ANY(:ids)"),
+                {"ids": [uuid.UUID(merged), uuid.UUID(survivor)]},
+            )
+
+    r = await client.post(
+        f"/v1/customers/{survivor}/merge", json={"merged_id": merged}, headers=staff
+    )
+    assert r.status_code in (200, 201), r.text
+    merge_id = r.json()["id"]
+
+    async def moved() -> bool:
+        return await account_of() == survivor
+
+    await eventually(moved, what="the account moved to the survivor")
+    r = await client.post("/v1/club/login", json={"identifier": mail, "password": "correct horse"})
+    assert r.status_code == 200 and r.json()["customer_id"] == survivor
+    assert (await client.get("/v1/club/me/account", headers=member(survivor))).status_code == 200
+    problem(await client.get("/v1/club/me", headers=member(merged)), 404)
+
+    r = await client.post(f"/v1/merges/{merge_id}/unmerge", headers=staff)
+    assert r.status_code == 200, r.text
+
+    async def back() -> bool:
+        return await account_of() == merged
+
+    await eventually(back, what="the account back on the restored file")
+    problem(await client.get("/v1/club/me/account", headers=member(survivor)), 404)
+    r = await client.post("/v1/club/login", json={"identifier": mail, "password": "correct horse"})
+    assert r.status_code == 200 and r.json()["customer_id"] == merged
+
+    r = await client.post(f"/v1/customers/{merged}/erasure", headers=staff)
+    assert r.status_code == 200, r.text
+
+    async def gone() -> bool:
+        async with db.sessionmaker() as s:
+            n = await s.scalar(
+                text(
+                    "SELECT (SELECT count(*) FROM club_accounts WHERE customer_id = :c) + "
+                    "(SELECT count(*) FROM one_time_codes WHERE customer_id = :c)"
+                ),
+                {"c": uuid.UUID(merged)},
+            )
+            return n == 0
+
+    await eventually(gone, what="the erased file's credentials and codes removed")

@@ -494,6 +494,9 @@ class ClubAccount(Base):
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # argon2id; NULL for an enrolled member who has not set a password yet.
     password_hash: Mapped[str | None] = mapped_column(Text)
+    # The file this account belonged to before a merge moved it here (an unmerge moves it
+    # back); NULL for an account opened on this file.
+    merged_from: Mapped[uuid.UUID | None] = mapped_column(UUID(as_uuid=True))
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, default=utcnow, server_default=func.now()
     )

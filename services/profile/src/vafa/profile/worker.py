@@ -4,7 +4,13 @@ from zoneinfo import ZoneInfo
 
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.worker import Periodic, Subscription, WorkerContext, run_worker
-from vafa.profile.club.handlers import PURCHASE_TYPES, on_purchases_batch, scrub_sent_codes
+from vafa.profile.club.handlers import (
+    FILE_TYPES,
+    PURCHASE_TYPES,
+    on_file_event,
+    on_purchases_batch,
+    scrub_sent_codes,
+)
 from vafa.profile.config import Settings
 from vafa.profile.dates import service as dates
 from vafa.profile.duplicates import service as duplicates
@@ -31,9 +37,15 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
         batch_handler=on_purchases_batch,
         types=PURCHASE_TYPES,
     )
+    # The club account follows its file through merges, unmerges and erasure.
+    club_files = Subscription(
+        "profile.club.files",
+        ["profile.customers.v1"],
+        handlers={t: on_file_event for t in FILE_TYPES},
+    )
     await run_worker(
         settings,
-        subscriptions=[orders, points, club],
+        subscriptions=[orders, points, club, club_files],
         periodic=[
             Periodic(
                 "profile.effective-dates",

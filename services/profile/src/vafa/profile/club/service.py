@@ -743,3 +743,77 @@ SCRUB_TYPE = '[["ce_type", "vafa.events.v1.OneTimeCodeRequested"]]'
 async def scrub_sent_codes(session: AsyncSession) -> int:
     result = await session.execute(SCRUB_SENT_CODES, {"type": SCRUB_TYPE})
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- the account follows its file (merge, unmerge, erasure) ---------------------------------
+
+# A merge moves the merged file's account to the survivor when the survivor has none (the
+# member keeps signing in with the same password, now into the surviving file); otherwise the
+# merged file keeps it, inert, since a merged file is never read. Live codes of the merged
+# file are spent either way.
+_MOVE_TO_SURVIVOR = text(
+    "UPDATE club_accounts SET customer_id = :s, merged_from = :m, updated_at = now() "
+    "WHERE customer_id = :m AND NOT EXISTS (SELECT 1 FROM club_accounts WHERE customer_id = :s) "
+    "RETURNING customer_id"
+)
+_MOVE_BACK = text(
+    "UPDATE club_accounts SET customer_id = :r, merged_from = NULL, updated_at = now() "
+    "WHERE customer_id = :s AND merged_from = :r RETURNING customer_id"
+)
+_SPEND_CODES = text(
+    "UPDATE one_time_codes SET spent_at = now() WHERE customer_id = ANY(CAST(:ids AS uuid[])) "
+    "AND spent_at IS NULL"
+)
+# An erased file (and the files merged into it) keeps no credentials or codes.
+_ERASE = text(
+    "WITH gone AS (SELECT CAST(:c AS uuid) AS id UNION "
+    " SELECT id FROM customers WHERE merged_into = CAST(:c AS uuid)), "
+    "codes AS (DELETE FROM one_time_codes WHERE customer_id IN (SELECT id FROM gone)) "
+    "DELETE FROM club_accounts WHERE customer_id IN (SELECT id FROM gone)"
+)
+# Failure counts outlive nothing: a day after the last failure they go (they hold an
+# identifier, which is personal data).
+PURGE_THROTTLE = text(
+    "DELETE FROM sign_in_throttle WHERE updated_at < now() - interval '1 day' "
+    "AND (locked_until IS NULL OR locked_until < now())"
+)
+
+
+async def _club_changed(session: AsyncSession, customer_id: uuid.UUID, cause_id: str) -> None:
+    customer = await session.get(Customer, customer_id)
+    if customer is not None and customer.erased_at is None:
+        await emit_club_changed(
+            session,
+            customer=customer,
+            changed_fields=["club_joined_at", "club_status"],
+            cause_id=cause_id,
+        )
+
+
+async def follow_merge(
+    session: AsyncSession, *, survivor_id: uuid.UUID, merged_id: uuid.UUID, merge_id: str
+) -> bool:
+    """The merged file's account moves to the survivor (if it has none): True when it moved
+    (and the survivor's CustomerUpdated is published)."""
+    await session.execute(_SPEND_CODES, {"ids": [merged_id]})
+    moved = await session.scalar(_MOVE_TO_SURVIVOR, {"s": survivor_id, "m": merged_id})
+    if moved is not None:
+        await _club_changed(session, survivor_id, f"club-merge:{merge_id}")
+    return moved is not None
+
+
+async def follow_unmerge(
+    session: AsyncSession, *, survivor_id: uuid.UUID, restored_id: uuid.UUID, merge_id: str
+) -> bool:
+    """An account a merge moved goes back to the restored file: True when it did."""
+    moved = await session.scalar(_MOVE_BACK, {"s": survivor_id, "r": restored_id})
+    if moved is None:
+        return False
+    await session.execute(_SPEND_CODES, {"ids": [survivor_id]})
+    await _club_changed(session, survivor_id, f"club-unmerge:{merge_id}")
+    await _club_changed(session, restored_id, f"club-unmerge:{merge_id}")
+    return True
+
+
+async def follow_erasure(session: AsyncSession, *, customer_id: uuid.UUID) -> None:
+    await session.execute(_ERASE, {"c": customer_id})
