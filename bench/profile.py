@@ -350,7 +350,8 @@ LIST_SQL = {
     + "vafa_fold(c.city) IN (vafa_fold($1)) AND c.gender = ANY($2::text[])"
     + _PAGE,
     "name search q": _SUMMARY
-    + "c.search_name LIKE concat('%', vafa_fold($1), '%') ESCAPE '\\'"
+    + "c.search_name LIKE concat('%', vafa_fold($1), '%') ESCAPE '\\' "
+    + "AND c.search_name LIKE concat('%', vafa_fold($2), '%') ESCAPE '\\'"
     + _PAGE,
     "lifecycle + birth month": _SUMMARY
     + "c.lifecycle_stage = ANY($1::text[]) AND extract(month FROM c.birth_date) = $2"
@@ -463,7 +464,7 @@ async def main() -> None:
         sample = await conn.fetch(
             "SELECT c.id, (SELECT value FROM customer_identities WHERE customer_id = c.id "
             "AND kind = 'email') AS email, (SELECT value FROM customer_identities WHERE "
-            "customer_id = c.id AND kind = 'phone') AS phone, c.last_name FROM customers c "
+            "customer_id = c.id AND kind = 'phone') AS phone, c.first_name, c.last_name FROM customers c "
             "TABLESAMPLE SYSTEM (1) WHERE c.country_code = 'IR' LIMIT $1",
             args.requests,
         )
@@ -471,7 +472,9 @@ async def main() -> None:
     rng = random.Random(1)
     phones = [r["phone"] for r in sample]
     emails = [r["email"] for r in sample]
-    names = [r["last_name"] for r in sample]
+    # A person is searched by first and last name (a last name alone matches thousands here:
+    # the names are drawn from pools of a few thousand).
+    names = [f"{r['first_name']} {r['last_name']}" for r in sample]
 
     proc = start_api(inline_rows=max(args.import_rows, 20_000))
     rows: list[tuple[str, str, str, str, str]] = []
@@ -537,9 +540,9 @@ async def main() -> None:
                     lambda a: (a[0], [a[1]]),
                 ),
                 "name search q": (
-                    [(rng.choice(names),) for _ in range(n)],
-                    lambda a: f"/v1/customers?q={a[0]}",
-                    lambda a: (a[0],),
+                    [tuple(rng.choice(names).split(" ", 1)) for _ in range(n)],
+                    lambda a: f"/v1/customers?q={a[0]} {a[1]}",
+                    lambda a: a,
                 ),
                 "lifecycle + birth month": (
                     [(rng.choice(["lead", "customer"]), rng.randint(1, 12)) for _ in range(n)],
