@@ -533,7 +533,7 @@ async def main() -> None:
 
             n = args.requests // 4
             cities = [c for c, _ in CITIES_IR] + [c for c, _ in CITIES_AM]
-            cases = {
+            cases: dict[str, tuple[list[Any], Any, Any]] = {
                 "city + gender": (
                     [(rng.choice(cities), rng.choice(["female", "male"])) for _ in range(n)],
                     lambda a: f"/v1/customers?city={a[0]}&gender={a[1]}",
