@@ -708,3 +708,22 @@ async def test_the_account_follows_its_file(
             return n == 0
 
     await eventually(gone, what="the erased file's credentials and codes removed")
+
+
+async def test_the_same_person_signing_up_twice_at_once(client: httpx.AsyncClient) -> None:
+    """Two sign-ups with one email at the same moment (separate transactions): one file, one
+    409, never two accounts."""
+    mail = f"{unique()}@example.com"
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                "/v1/club/signup",
+                json={"email": mail, "password": "correct horse", "first_name": f"n{i}"},
+            )
+            for i in range(3)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409, 409], [r.text for r in responses]
+    winner = next(r for r in responses if r.status_code == 201).json()["customer_id"]
+    r = await client.post("/v1/club/login", json={"identifier": mail, "password": "correct horse"})
+    assert r.json()["customer_id"] == winner
