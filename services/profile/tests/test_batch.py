@@ -21,6 +21,7 @@ from vafa.profile.orders import service
 from vafa.profile.orders.service import OrderEvent, PurchaseKind
 
 from .factories import make_order, unique
+from .test_orders import outbox_messages
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 ORDERS = 4
@@ -299,13 +300,15 @@ async def test_placed_then_paid_for_a_new_buyer_in_one_batch(session: AsyncSessi
         order.order_ref: "paid",
         other.order_ref: "placed",
     }
-    registered = (
-        await session.execute(
-            text("SELECT count(*) FROM outbox WHERE key = :k AND topic = 'profile.customers.v1'"),
-            {"k": str(cid)},
-        )
-    ).scalar_one()
-    assert registered == 1
+    published = [
+        m
+        for m in await outbox_messages(session, str(cid))
+        if isinstance(m, profile_pb2.CustomerRegistered | profile_pb2.CustomerUpdated)
+    ]
+    # Registered as a lead by the placed order, then a customer (kind) at the paid one.
+    assert [type(m).__name__ for m in published] == ["CustomerRegistered", "CustomerUpdated"]
+    assert published[0].customer.kind == "lead" and published[1].customer.kind == "customer"
+    assert list(published[1].changed_fields) == ["kind"]
     # Applied again (a redelivery past the inbox): nothing more.
     assert await service.apply_order_events(session, events, default_region="IR") == [None] * 3
     assert set(await customers.identities_of(session, cid)) == {

@@ -1,18 +1,25 @@
 """The timeline: idempotent entries, keyset pages newest first, loyalty points."""
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vafa.events.v1 import profile_pb2
+from vafa.kit.db import Database
 from vafa.profile.customers import service as customers
 from vafa.profile.customers.identities import Identity, IdentityKind
 from vafa.profile.models import TimelineEntry
 from vafa.profile.timeline import service
 
 from .factories import unique
+from .test_api import AGENT, MARKETER, VIEWER, assert_problem
+from .test_file import customer_events
+from .test_file import new_customer as new_file
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -193,3 +200,102 @@ async def test_a_batch_of_points_in_two_statements_keeps_the_rules(session: Asyn
         (b, "points.earned", "Earned 3 points (order); balance 10."),
         (a, "points.reversed", "4 points reversed (order); balance 10."),
     ]
+
+
+async def test_interactions_are_idempotent_by_source_id(
+    client: httpx.AsyncClient, db: Database
+) -> None:
+    c = await new_file(client)
+    url = f"/v1/customers/{c['id']}/timeline"
+    call = {
+        "kind": "call",
+        "direction": "inbound",
+        "duration_seconds": 185,
+        "agent": "agent-7",
+        "source": "pbx",
+        "source_id": unique("call-"),
+        "occurred_at": "2026-05-01T10:00:00+03:30",
+        "attributes": {"queue": "sales"},
+    }
+    first = await client.post(url, json=call, headers=AGENT)
+    assert first.status_code == 201, first.text
+    again = await client.post(url, json=call, headers=AGENT)
+    assert again.status_code == 200 and again.json() == first.json()
+    entry = first.json()
+    assert (entry["kind"], entry["direction"], entry["duration_seconds"], entry["agent"]) == (
+        "call",
+        "inbound",
+        185,
+        "agent-7",
+    )
+    assert entry["summary"] == "Inbound call, 3:05, agent agent-7."
+    recorded = [
+        m
+        for m in await customer_events(db, c["id"])
+        if isinstance(m, profile_pb2.InteractionRecorded)
+    ]
+    assert len(recorded) == 1
+    assert (recorded[0].kind, recorded[0].direction, recorded[0].source, recorded[0].source_id) == (
+        "call",
+        "inbound",
+        "pbx",
+        call["source_id"],
+    )
+    assert recorded[0].entry_id == str(entry["id"]) and dict(recorded[0].attributes) == {
+        "queue": "sales"
+    }
+
+    # Concurrent deliveries of one new call: one entry, one event.
+    burst = {**call, "source_id": unique("call-")}
+    results = await asyncio.gather(*(client.post(url, json=burst, headers=AGENT) for _ in range(4)))
+    assert sorted(r.status_code for r in results) == [200, 200, 200, 201]
+    assert len({r.json()["id"] for r in results}) == 1
+
+    sms = {
+        "kind": "sms",
+        "direction": "outbound",
+        "source": "sms-panel",
+        "source_id": "1",
+        "occurred_at": "2026-05-02T09:00:00Z",
+    }
+    assert (await client.post(url, json=sms, headers=MARKETER)).status_code == 201
+    # The same id from another source is another entry.
+    assert (
+        await client.post(url, json={**sms, "source": "pbx"}, headers=MARKETER)
+    ).status_code == 201
+    # The same (source, source_id) on another customer: 409.
+    other = await new_file(client)
+    body = assert_problem(
+        await client.post(f"/v1/customers/{other['id']}/timeline", json=sms, headers=MARKETER), 409
+    )
+    assert body["customer_id"] == c["id"]
+
+    # Filters and pages.
+    calls = (await client.get(url, params={"kind": "call"}, headers=VIEWER)).json()["items"]
+    assert {e["kind"] for e in calls} == {"call"} and len(calls) == 2
+    may2 = (
+        await client.get(
+            url,
+            params={"from": "2026-05-02T00:00:00Z", "to": "2026-05-03T00:00:00Z"},
+            headers=VIEWER,
+        )
+    ).json()["items"]
+    assert [e["kind"] for e in may2] == ["sms", "sms"]
+    page = (await client.get(url, params={"limit": 2}, headers=VIEWER)).json()
+    rest = (
+        await client.get(url, params={"limit": 2, "cursor": page["next_cursor"]}, headers=VIEWER)
+    ).json()
+    assert len(page["items"]) == 2 and {e["id"] for e in page["items"]}.isdisjoint(
+        {e["id"] for e in rest["items"]}
+    )
+
+    body = assert_problem(
+        await client.post(url, json={**call, "occurred_at": "2026-05-01T10:00:00"}, headers=AGENT),
+        422,
+    )
+    assert body["errors"][0]["pointer"] == "/body/occurred_at"
+    body = assert_problem(
+        await client.post(url, json={**call, "direction": "sideways"}, headers=AGENT), 422
+    )
+    assert body["errors"][0]["pointer"] == "/body/direction"
+    assert_problem(await client.post(url, json=call, headers=VIEWER), 403)

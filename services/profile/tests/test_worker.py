@@ -4,8 +4,11 @@ on the timeline."""
 
 import asyncio
 import uuid
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+import jdatetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select, text
 
@@ -16,9 +19,11 @@ from vafa.kit.db import Database
 from vafa.kit.kafka import make_producer
 from vafa.kit.settings import ServiceSettings
 from vafa.kit.testing.poll import eventually
+from vafa.profile.config import Settings
 from vafa.profile.customers import service as customers
 from vafa.profile.customers.identities import Identity, IdentityKind
-from vafa.profile.models import Order, TimelineEntry
+from vafa.profile.models import Customer, EffectiveDate, Order, TimelineEntry
+from vafa.profile.spec import SPEC
 
 from .factories import make_order, unique
 
@@ -383,3 +388,72 @@ async def test_the_kit_consumer_retries_a_lost_race_onto_the_winner(
             )
         ).scalar_one()
         assert registered == 1
+
+
+async def test_order_fulfilled_is_republished(
+    settings: ServiceSettings, db: Database, worker: asyncio.Event
+) -> None:
+    order = make_order(email=f"{unique()}@example.com")
+    event_id = unique("evt-fulfilled-")
+    headers, value = cloudevents.encode(
+        shop_orders_pb2.OrderFulfilled(order=order), source="/vafa/gateway", event_id=event_id
+    )
+    await produce(settings, "shop.orders.v1", (headers, value, order.order_ref.encode()))
+
+    async def published() -> list[Envelope]:
+        return [
+            e
+            for e in await consume_all(settings, "profile.purchases.v1", idle=1.0)
+            if isinstance(e.message, profile_pb2.PurchaseAttributed)
+            and e.message.source_event_id == event_id
+        ]
+
+    got = await eventually(published, within=40, what="PurchaseAttributed FULFILLED")
+    msg = got[0].message
+    assert isinstance(msg, profile_pb2.PurchaseAttributed)
+    assert msg.kind == profile_pb2.PURCHASE_KIND_FULFILLED and len(got) == 1
+    async with db.sessionmaker() as s:
+        kinds = (
+            await s.scalars(select(TimelineEntry.kind).where(TimelineEntry.source_id == event_id))
+        ).all()
+    assert kinds == ["order.fulfilled"]
+
+
+async def test_the_worker_announces_upcoming_dates(settings: ServiceSettings, db: Database) -> None:
+    assert isinstance(settings, Settings)
+    fast = settings.model_copy(update={"effective_date_scan_seconds": 0.3})
+    today = datetime.now(ZoneInfo(fast.timezone)).date()
+    j = jdatetime.date.fromgregorian(date=today)
+    async with db.sessionmaker() as s, s.begin():
+        customer = Customer(first_name="Nowruz", lifecycle_stage="lead")
+        s.add(customer)
+        await s.flush()
+        date_row = EffectiveDate(
+            customer_id=customer.id, kind="birthday", calendar="jalali", month=j.month, day=j.day
+        )
+        s.add(date_row)
+        await s.flush()
+        date_id = str(date_row.id)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(SPEC.worker(fast, stop))
+    try:
+
+        async def announced() -> list[Envelope]:
+            return [
+                e
+                for e in await consume_all(fast, "profile.customers.v1", idle=1.0)
+                if isinstance(e.message, profile_pb2.EffectiveDateUpcoming)
+                and e.message.date.date_id == date_id
+            ]
+
+        got = await eventually(announced, within=40, what="EffectiveDateUpcoming")
+        # Several runs of the job went by: still one announcement for this occurrence.
+        await asyncio.sleep(1.0)
+        assert len(await announced()) == 1
+        msg = got[0].message
+        assert isinstance(msg, profile_pb2.EffectiveDateUpcoming)
+        assert (msg.occurs_on, msg.days_ahead) == (today.isoformat(), 0)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

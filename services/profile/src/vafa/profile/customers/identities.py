@@ -107,3 +107,27 @@ def split_shop_identity(value: str) -> tuple[str, str, str]:
     platform, _, rest = value.partition(":")
     shop, _, shop_customer_id = rest.rpartition(":")
     return platform, shop, shop_customer_id
+
+
+# The Python twin of the database's vafa_fold() (migration 0002_file), for text matched in the
+# service (SMS keywords): the same letters and digits read alike.
+_FOLD = str.maketrans(
+    {
+        **{c: "ی" for c in "يىئ"},
+        "ك": "ک",
+        "ة": "ه",
+        "ۀ": "ه",
+        **{c: "ا" for c in "أإآٱ"},
+        "ؤ": "و",
+        **{chr(0xFF10 + i): str(i) for i in range(10)},
+        "\u00a0": " ",
+        **{c: None for c in "\u200c\u200d\u200e\u200f\u0640"},
+        **{chr(c): None for c in (*range(0x064B, 0x0653), 0x0654, 0x0655, 0x0670)},
+    }
+)
+
+
+def fold(text: str) -> str:
+    """Lower-cased, Arabic letter forms as Persian, every digit ASCII, ZWNJ/tatweel/harakat
+    removed, whitespace collapsed: as vafa_fold() in the database."""
+    return " ".join(ascii_digits(text.lower()).translate(_FOLD).split())

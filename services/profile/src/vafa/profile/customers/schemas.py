@@ -1,16 +1,46 @@
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
-from typing import Self
+from typing import Any, Self
 
-from pydantic import BaseModel, Field, model_validator
+import jdatetime
+from pydantic import BaseModel, Field, field_validator, model_validator
 
+from vafa.profile.consents.schemas import ConsentRead
+from vafa.profile.customers.identities import ascii_digits
+from vafa.profile.dates.schemas import EffectiveDateRead
 from vafa.profile.timeline.schemas import TimelineEntryRead
+
+
+class IdentityKindName(StrEnum):
+    email = "email"
+    phone = "phone"
+    shop = "shop"
 
 
 class LifecycleStage(StrEnum):
     lead = "lead"
     customer = "customer"
+    repeat = "repeat"
+    lapsed = "lapsed"
+
+
+class Kind(StrEnum):
+    lead = "lead"
+    customer = "customer"
+
+
+class AcquisitionChannel(StrEnum):
+    direct = "direct"
+    social = "social"
+    referral = "referral"
+    campaign = "campaign"
+
+
+class Gender(StrEnum):
+    female = "female"
+    male = "male"
+    other = "other"
 
 
 class CustomerCreate(BaseModel):
@@ -36,6 +66,12 @@ class CustomerCreate(BaseModel):
         description="ISO 3166-1 alpha-2 country, e.g. IR or AM.",
     )
     city: str | None = Field(default=None, max_length=200, description="City.")
+    acquisition_channel: AcquisitionChannel | None = Field(
+        default=None, description="How the person found the shop."
+    )
+    acquisition_campaign: str | None = Field(
+        default=None, max_length=200, description="The campaign (code) that brought them."
+    )
 
     @model_validator(mode="after")
     def _reachable(self) -> Self:
@@ -67,8 +103,25 @@ class CustomerRead(BaseModel):
     lifecycle_stage: LifecycleStage = Field(
         description="lead: known, never bought; customer: at least one shop order."
     )
+    kind: Kind = Field(description="lead: registered only; customer: has a paid order.")
+    first_paid_at: datetime | None = Field(description="When the first paid order came.")
+    acquisition_channel: AcquisitionChannel | None
+    acquisition_campaign: str | None
+    referred_by_code: str | None
     country_code: str | None = Field(description="ISO 3166-1 alpha-2 country.")
+    province: str | None
     city: str | None = Field(description="City.")
+    address: str | None
+    birth_date: date | None
+    gender: Gender | None
+    education: str | None
+    personality_type: str | None
+    custom_fields: dict[str, Any] = Field(description="Values by custom field key.")
+    tags: list[str]
+    consents: list[ConsentRead] = Field(description="Per channel, the consent in force.")
+    effective_dates: list[EffectiveDateRead]
+    household_id: uuid.UUID | None
+    erased_at: datetime | None = Field(description="Set when the file was anonymised.")
     created_at: datetime = Field(description="When the file was opened (UTC).")
     updated_at: datetime = Field(description="When the file last changed (UTC).")
     identities: IdentitiesRead = Field(description="How the customer is recognised.")
@@ -80,4 +133,86 @@ class CustomerRead(BaseModel):
     timeline: list[TimelineEntryRead] = Field(description="The latest 20 entries, newest first.")
     timeline_next_cursor: str | None = Field(
         description="Cursor for GET /v1/customers/{id}/timeline to read further back."
+    )
+
+
+def parse_birth_date(value: Any) -> Any:
+    """ISO dates in any digits; a year before 1700 is read as Jalali ("۱۳۷۰-۰۱-۰۱")."""
+    if not isinstance(value, str):
+        return value
+    raw = ascii_digits(value).strip().replace("/", "-")
+    try:
+        y, m, d = (int(p) for p in raw.split("-"))
+    except ValueError:
+        return value
+    if y < 1700:
+        try:
+            return jdatetime.date(y, m, d).togregorian()
+        except ValueError as exc:
+            raise ValueError(f"not a Jalali date: {exc}") from exc
+    return raw
+
+
+class CustomerUpdate(BaseModel):
+    """Fields to change; a field left out is unchanged, null clears it. `custom_fields` merges
+    by key (null removes a value); each value is validated against its field's type."""
+
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    lifecycle_stage: LifecycleStage | None = Field(
+        default=None,
+        description="Staff may mark 'repeat' or 'lapsed'; 'lead'/'customer' follow orders.",
+    )
+    acquisition_channel: AcquisitionChannel | None = None
+    acquisition_campaign: str | None = Field(default=None, max_length=200)
+    referred_by_code: str | None = Field(default=None, max_length=64)
+    country_code: str | None = Field(
+        default=None, min_length=2, max_length=2, pattern="^[A-Za-z]{2}$"
+    )
+    province: str | None = Field(default=None, max_length=200)
+    city: str | None = Field(default=None, max_length=200)
+    address: str | None = Field(default=None, max_length=1000)
+    birth_date: date | None = Field(
+        default=None,
+        description="ISO 8601; Persian digits accepted; a year before 1700 is read as Jalali.",
+    )
+    gender: Gender | None = None
+    education: str | None = Field(default=None, max_length=200)
+    personality_type: str | None = Field(
+        default=None, max_length=64, description='E.g. an MBTI type ("INFJ") or the shop\'s own.'
+    )
+    custom_fields: dict[str, Any] | None = Field(
+        default=None, description="Values by custom field key (see /v1/custom-fields)."
+    )
+
+    _birth = field_validator("birth_date", mode="before")(parse_birth_date)
+
+    @field_validator("lifecycle_stage", mode="before")
+    @classmethod
+    def _stage_not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a file always has a lifecycle stage")
+        return value
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, value: date | None) -> date | None:
+        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+            raise ValueError("a birth date between 1900-01-01 and today")
+        return value
+
+
+class IdentityCreate(BaseModel):
+    kind: IdentityKindName = Field(description="email, phone or shop.")
+    value: str = Field(
+        min_length=1,
+        max_length=320,
+        description='An email, a phone in any common form, or "<platform>:<shop>:<id>".',
+    )
+    country_code: str | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        pattern="^[A-Za-z]{2}$",
+        description="Reads a local phone number in this country (default: the service's).",
     )

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import structlog
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -36,25 +36,38 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
-from vafa.kit.errors import Conflict
+from vafa.kit.errors import Conflict, NotFound, Problem
 from vafa.kit.money import MoneyError, to_major
 from vafa.kit.outbox import OutboxEvent
+from vafa.profile.consents.schemas import ConsentRead
 from vafa.profile.customers.identities import (
     Identity,
     IdentityKind,
+    InvalidIdentity,
     normalise_email,
     normalise_phone,
     region_or,
+    shop_identity,
     split_shop_identity,
 )
 from vafa.profile.customers.schemas import (
     CustomerRead,
     IdentitiesRead,
+    Kind,
     LifecycleStage,
     SpendRead,
 )
+from vafa.profile.customers.snapshot import apply_extras, load_extras
+from vafa.profile.dates.schemas import EffectiveDateRead
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
-from vafa.profile.models import Customer, CustomerIdentity, Order
+from vafa.profile.models import (
+    Consent,
+    Customer,
+    CustomerIdentity,
+    CustomerTag,
+    EffectiveDate,
+    Order,
+)
 from vafa.profile.timeline import service as timeline
 from vafa.profile.timeline.schemas import TimelineEntryRead
 
@@ -77,6 +90,14 @@ class IdentityRace(RuntimeError):
     def __init__(self, identity: Identity, context: str = "") -> None:
         super().__init__(f"{identity.kind} claimed concurrently ({context})")
         self.identity = identity
+
+
+class MergedMeanwhile(RuntimeError):
+    """A customer to be matched was merged into another since its identities were read: roll
+    back and retry (the retry resolves to the survivor)."""
+
+    def __init__(self, customer_id: uuid.UUID, survivor_id: uuid.UUID) -> None:
+        super().__init__(f"customer {customer_id} was merged into {survivor_id} meanwhile")
 
 
 class IdentityTaken(Conflict):
@@ -104,6 +125,9 @@ class Details:
     last_name: str | None = None
     country_code: str | None = None
     city: str | None = None
+    # How a new file was acquired ("direct", "social", "referral", "campaign") and the campaign.
+    acquisition_channel: str | None = None
+    acquisition_campaign: str | None = None
 
 
 def utcnow() -> datetime:
@@ -122,6 +146,12 @@ class CustomerState:
     city: str | None
     created_at: datetime
     updated_at: datetime
+    # 'lead' until the first paid order, then 'customer' for good.
+    kind: str = "lead"
+    first_paid_at: datetime | None = None
+    # Written for new files only (the earliest acquisition wins).
+    acquisition_channel: str | None = None
+    acquisition_campaign: str | None = None
     # Opened by this unit of work (so every identity it has is in `added`).
     new: bool = False
     # Identities attached by this unit of work, in the order they were claimed.
@@ -174,7 +204,8 @@ _OWNERS = text(
 )
 _LOCK_CUSTOMERS = text(
     "SELECT id, first_name, last_name, lifecycle_stage, country_code, city, created_at, "
-    "updated_at FROM customers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+    "updated_at, kind, first_paid_at, merged_into FROM customers "
+    "WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
 )
 # A Book's whole write-back is one statement: new customers, changed customers and the claims
 # (any part may be empty). The identities' foreign key is checked at the end of the statement,
@@ -184,19 +215,24 @@ _LOCK_CUSTOMERS = text(
 _FLUSH = text(
     "WITH new_customers AS ("
     " INSERT INTO customers"
-    " (id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at)"
+    " (id, first_name, last_name, lifecycle_stage, country_code, city, created_at, updated_at,"
+    " kind, first_paid_at, acquisition_channel, acquisition_campaign)"
     " SELECT * FROM unnest(CAST(:new_ids AS uuid[]), CAST(:new_first_names AS text[]),"
     " CAST(:new_last_names AS text[]), CAST(:new_stages AS text[]),"
     " CAST(:new_countries AS text[]), CAST(:new_cities AS text[]),"
-    " CAST(:new_created AS timestamptz[]), CAST(:new_updated AS timestamptz[]))"
+    " CAST(:new_created AS timestamptz[]), CAST(:new_updated AS timestamptz[]),"
+    " CAST(:new_kinds AS text[]), CAST(:new_first_paid AS timestamptz[]),"
+    " CAST(:new_channels AS text[]), CAST(:new_campaigns AS text[]))"
     "), changed_customers AS ("
     " UPDATE customers c SET first_name = u.first_name, last_name = u.last_name,"
     " lifecycle_stage = u.lifecycle_stage, country_code = u.country_code, city = u.city,"
-    " updated_at = u.updated_at"
+    " updated_at = u.updated_at, kind = u.kind, first_paid_at = u.first_paid_at"
     " FROM unnest(CAST(:ids AS uuid[]), CAST(:first_names AS text[]),"
     " CAST(:last_names AS text[]), CAST(:stages AS text[]), CAST(:countries AS text[]),"
-    " CAST(:cities AS text[]), CAST(:updated AS timestamptz[]))"
-    " AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at)"
+    " CAST(:cities AS text[]), CAST(:updated AS timestamptz[]), CAST(:kinds AS text[]),"
+    " CAST(:first_paid AS timestamptz[]))"
+    " AS u(id, first_name, last_name, lifecycle_stage, country_code, city, updated_at, kind,"
+    " first_paid_at)"
     " WHERE c.id = u.id"
     ") "
     "INSERT INTO customer_identities (customer_id, kind, value) "
@@ -283,6 +319,10 @@ class Book:
         if not wanted:
             return
         for row in (await session.execute(_LOCK_CUSTOMERS, {"ids": wanted})).all():
+            if row.merged_into is not None:
+                # Merged after we read who holds the identities: the retry reads again and
+                # finds the survivor holding them.
+                raise MergedMeanwhile(row.id, row.merged_into)
             self.customers[row.id] = CustomerState(
                 id=row.id,
                 first_name=row.first_name,
@@ -292,6 +332,8 @@ class Book:
                 city=row.city,
                 created_at=row.created_at,
                 updated_at=row.updated_at,
+                kind=row.kind,
+                first_paid_at=row.first_paid_at,
             )
 
     def _claim(self, customer: CustomerState, identity: Identity) -> None:
@@ -301,9 +343,15 @@ class Book:
         customer.added.append(identity)
 
     def create(
-        self, identities: Sequence[Identity], *, details: Details, stage: LifecycleStage
+        self,
+        identities: Sequence[Identity],
+        *,
+        details: Details,
+        stage: LifecycleStage,
+        paid_at: datetime | None = None,
     ) -> CustomerState:
-        """A new file holding these identities (none of which anybody holds)."""
+        """A new file holding these identities (none of which anybody holds); a customer (kind)
+        when `paid_at` says a paid order made it."""
         now = utcnow()
         customer = CustomerState(
             id=uuid.uuid4(),
@@ -315,6 +363,10 @@ class Book:
             created_at=now,
             updated_at=now,
             new=True,
+            kind="customer" if paid_at else "lead",
+            first_paid_at=paid_at,
+            acquisition_channel=details.acquisition_channel,
+            acquisition_campaign=details.acquisition_campaign,
         )
         _fill_blanks(customer, details)
         self.customers[customer.id] = customer
@@ -332,13 +384,15 @@ class Book:
         stage: LifecycleStage = LifecycleStage.customer,
         customer_id: uuid.UUID | None = None,
         context: str = "",
+        paid_at: datetime | None = None,
     ) -> Resolution:
         """The customer these identities describe (the rules of `resolve_customer`), decided in
-        memory against what the Book holds."""
+        memory against what the Book holds. `paid_at` (a paid order's time) turns a lead into
+        a customer."""
         identities = _dedupe(identities)
         target = match(identities, self.owners, customer_id)
         if target is None:
-            customer = self.create(identities, details=details, stage=stage)
+            customer = self.create(identities, details=details, stage=stage, paid_at=paid_at)
             return Resolution(customer=customer, created=True, added=list(identities))
 
         found = self.customers.get(target)
@@ -364,9 +418,13 @@ class Book:
             )
         changed = {_CHANGED_FIELD[i.kind] for i in resolution.added}
         changed.update(_fill_blanks(customer, details))
-        if stage == LifecycleStage.customer and customer.lifecycle_stage != stage.value:
+        # A lead becomes a customer; 'repeat' and 'lapsed' (set by staff) are left alone.
+        if stage == LifecycleStage.customer and customer.lifecycle_stage == "lead":
             customer.lifecycle_stage = stage.value
             changed.add("lifecycle_stage")
+        if paid_at is not None and customer.kind != "customer":
+            customer.kind, customer.first_paid_at = "customer", paid_at
+            changed.add("kind")
         resolution.changed_fields = sorted(changed)
         if changed and not customer.new:
             customer.updated_at = utcnow()
@@ -394,6 +452,10 @@ class Book:
                 "new_cities": [c.city for c in new],
                 "new_created": [c.created_at for c in new],
                 "new_updated": [c.updated_at for c in new],
+                "new_kinds": [c.kind for c in new],
+                "new_first_paid": [c.first_paid_at for c in new],
+                "new_channels": [c.acquisition_channel for c in new],
+                "new_campaigns": [c.acquisition_campaign for c in new],
                 "ids": [c.id for c in dirty],
                 "first_names": [c.first_name for c in dirty],
                 "last_names": [c.last_name for c in dirty],
@@ -401,6 +463,8 @@ class Book:
                 "countries": [c.country_code for c in dirty],
                 "cities": [c.city for c in dirty],
                 "updated": [c.updated_at for c in dirty],
+                "kinds": [c.kind for c in dirty],
+                "first_paid": [c.first_paid_at for c in dirty],
                 "claim_customer_ids": [cid for _, cid in claims],
                 "claim_kinds": [i.kind.value for i, _ in claims],
                 "claim_values": [i.value for i, _ in claims],
@@ -430,7 +494,10 @@ class Book:
                 identity = Identity(IdentityKind(kind), value)
                 if identity not in self._claimed:  # already flushed: it is in `added`
                     before.setdefault(cid, []).append(identity)
-        return [build_snapshot(c, [*before.get(c.id, ()), *c.added]) for c in captured]
+        extras = await load_extras(session, [c.id for c in captured])
+        return [
+            build_snapshot(c, [*before.get(c.id, ()), *c.added], extras.get(c.id)) for c in captured
+        ]
 
 
 async def resolve_customer(
@@ -468,6 +535,8 @@ async def create_customer(
     country_code: str | None,
     city: str | None,
     default_region: str,
+    acquisition_channel: str | None = None,
+    acquisition_campaign: str | None = None,
 ) -> CustomerState:
     """A lead from staff or the shop's backend. Raises InvalidEmail/InvalidPhone for bad input,
     IdentityTaken (409) when the email or phone belongs to someone, and publishes
@@ -486,7 +555,12 @@ async def create_customer(
     customer = book.create(
         identities,
         details=Details(
-            first_name=first_name, last_name=last_name, country_code=country_code, city=city
+            first_name=first_name,
+            last_name=last_name,
+            country_code=country_code,
+            city=city,
+            acquisition_channel=acquisition_channel,
+            acquisition_campaign=acquisition_campaign,
         ),
         stage=LifecycleStage.lead,
     )
@@ -501,6 +575,74 @@ async def create_customer(
 
 async def get_customer(session: AsyncSession, customer_id: uuid.UUID) -> Customer | None:
     return await session.get(Customer, customer_id)
+
+
+class CustomerMergedAway(Problem):
+    """A merged file is not read or written: 404 with a pointer to the survivor (`merged_into`
+    and `location`), so a client re-keys instead of silently acting on another file."""
+
+    def __init__(self, customer_id: uuid.UUID, survivor_id: uuid.UUID) -> None:
+        super().__init__(
+            404,
+            f"The customer {customer_id} was merged into {survivor_id}.",
+            type="customer-merged",
+            customer_id=str(customer_id),
+            merged_into=str(survivor_id),
+            location=f"/v1/customers/{survivor_id}",
+        )
+        self.survivor_id = survivor_id
+
+
+async def get_file(
+    session: AsyncSession, customer_id: uuid.UUID, *, lock: bool = False
+) -> Customer:
+    """The customer's file (locked FOR UPDATE with `lock`): NotFound for an unknown id,
+    CustomerMergedAway for a merged one."""
+    query = (
+        select(Customer).where(Customer.id == customer_id).execution_options(populate_existing=True)
+    )
+    if lock:
+        query = query.with_for_update()
+    customer = await session.scalar(query)
+    if customer is None:
+        raise NotFound(f"No customer has the id {customer_id}.", customer_id=str(customer_id))
+    if customer.merged_into is not None:
+        raise CustomerMergedAway(customer_id, await survivor_of(session, customer_id))
+    return customer
+
+
+async def lock_file(session: AsyncSession, customer_id: uuid.UUID) -> Customer:
+    """The file, locked for a change: 409 once erased (writing to it would re-identify it)."""
+    customer = await get_file(session, customer_id, lock=True)
+    if customer.erased_at is not None:
+        raise Conflict(
+            "This file was erased; it takes no more changes.",
+            customer_id=str(customer_id),
+            erased_at=customer.erased_at.isoformat(),
+        )
+    return customer
+
+
+_SURVIVORS = text(
+    "WITH RECURSIVE chain(start, id, merged_into, depth) AS ("
+    " SELECT id, id, merged_into, 0 FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
+    " UNION ALL SELECT ch.start, c.id, c.merged_into, ch.depth + 1 FROM chain ch"
+    " JOIN customers c ON c.id = ch.merged_into WHERE ch.depth < 50"
+    ") SELECT start, id FROM chain WHERE merged_into IS NULL"
+)
+
+
+async def survivors(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """For each known id, the file it lives on now: itself, or the survivor of its merge(s)
+    (followed through chains). Unknown ids are absent. One statement."""
+    if not ids:
+        return {}
+    rows = await session.execute(_SURVIVORS, {"ids": sorted(set(ids))})
+    return {start: cid for start, cid in rows.all()}
+
+
+async def survivor_of(session: AsyncSession, customer_id: uuid.UUID) -> uuid.UUID:
+    return (await survivors(session, [customer_id])).get(customer_id, customer_id)
 
 
 async def find_by_identity(session: AsyncSession, *, identity: Identity) -> Customer | None:
@@ -524,9 +666,12 @@ async def identities_of(session: AsyncSession, customer_id: uuid.UUID) -> list[I
 
 
 def build_snapshot(
-    customer: AnyCustomer, identities: Sequence[Identity]
+    customer: AnyCustomer,
+    identities: Sequence[Identity],
+    extras: Mapping[str, Any] | None = None,
 ) -> profile_pb2.CustomerSnapshot:
-    """The customer as events carry it, with these identities (in the order they were attached)."""
+    """The customer as events carry it, with these identities (in the order they were attached)
+    and the `extras` of `snapshot.load_extras` (the rest of the file)."""
     shop_ids = []
     for identity in identities:
         if identity.kind == IdentityKind.shop:
@@ -538,7 +683,7 @@ def build_snapshot(
             )
     created_at = Timestamp()
     created_at.FromDatetime(customer.created_at)
-    return profile_pb2.CustomerSnapshot(
+    snap = profile_pb2.CustomerSnapshot(
         customer_id=str(customer.id),
         first_name=customer.first_name or "",
         last_name=customer.last_name or "",
@@ -549,11 +694,20 @@ def build_snapshot(
         country_code=customer.country_code or "",
         city=customer.city or "",
         created_at=created_at,
+        kind=customer.kind,
+        club_status="none",
     )
+    if extras:
+        apply_extras(snap, extras)
+    return snap
 
 
 async def snapshot(session: AsyncSession, customer: AnyCustomer) -> profile_pb2.CustomerSnapshot:
-    return build_snapshot(customer, await identities_of(session, customer.id))
+    """The whole file as events carry it (identities and extras read now)."""
+    extras = await load_extras(session, [customer.id])
+    return build_snapshot(
+        customer, await identities_of(session, customer.id), extras.get(customer.id)
+    )
 
 
 def registered_event(
@@ -653,7 +807,10 @@ def _major(amount_minor: int, currency: str) -> str:
 
 
 async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> CustomerRead:
-    """The customer file: identities, purchase summary and the latest timeline entries."""
+    """The customer file: attributes, identities, consents, dates, purchase summary and the
+    latest timeline entries."""
+    row = customer if isinstance(customer, Customer) else await session.get(Customer, customer.id)
+    assert row is not None
     identities = await identities_of(session, customer.id)
     order_count = await session.scalar(
         select(func.count())
@@ -670,15 +827,43 @@ async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> Customer
     entries, next_cursor = await timeline.list_entries(
         session, customer_id=customer.id, limit=FILE_TIMELINE_SIZE
     )
+    tags = await session.scalars(
+        select(CustomerTag.tag).where(CustomerTag.customer_id == row.id).order_by(CustomerTag.tag)
+    )
+    consents = await session.scalars(
+        select(Consent).where(Consent.customer_id == row.id).order_by(Consent.channel)
+    )
+    dates = await session.scalars(
+        select(EffectiveDate)
+        .where(EffectiveDate.customer_id == row.id)
+        .order_by(EffectiveDate.created_at, EffectiveDate.id)
+    )
     return CustomerRead(
-        id=customer.id,
-        first_name=customer.first_name,
-        last_name=customer.last_name,
-        lifecycle_stage=LifecycleStage(customer.lifecycle_stage),
-        country_code=customer.country_code,
-        city=customer.city,
-        created_at=customer.created_at,
-        updated_at=customer.updated_at,
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        lifecycle_stage=LifecycleStage(row.lifecycle_stage),
+        kind=Kind(row.kind),
+        first_paid_at=row.first_paid_at,
+        acquisition_channel=row.acquisition_channel,
+        acquisition_campaign=row.acquisition_campaign,
+        referred_by_code=row.referred_by_code,
+        country_code=row.country_code,
+        province=row.province,
+        city=row.city,
+        address=row.address,
+        birth_date=row.birth_date,
+        gender=row.gender,
+        education=row.education,
+        personality_type=row.personality_type,
+        custom_fields=row.custom_fields,
+        tags=list(tags.all()),
+        consents=[ConsentRead.model_validate(c) for c in consents.all()],
+        effective_dates=[EffectiveDateRead.model_validate(d) for d in dates.all()],
+        household_id=row.household_id,
+        erased_at=row.erased_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
         identities=IdentitiesRead(
             emails=[i.value for i in identities if i.kind == IdentityKind.email],
             phones=[i.value for i in identities if i.kind == IdentityKind.phone],
@@ -692,3 +877,132 @@ async def read_file(session: AsyncSession, *, customer: AnyCustomer) -> Customer
         timeline=[TimelineEntryRead.model_validate(e) for e in entries],
         timeline_next_cursor=next_cursor,
     )
+
+
+# Attributes PATCH may change, as snapshot field names (custom_fields is handled apart).
+_PLAIN_FIELDS = (
+    "first_name",
+    "last_name",
+    "lifecycle_stage",
+    "acquisition_channel",
+    "acquisition_campaign",
+    "referred_by_code",
+    "country_code",
+    "province",
+    "city",
+    "address",
+    "birth_date",
+    "gender",
+    "education",
+    "personality_type",
+)
+
+
+async def update_customer(
+    session: AsyncSession, *, customer_id: uuid.UUID, changes: Mapping[str, Any]
+) -> tuple[Customer, list[str]]:
+    """Applies attribute changes (only the keys given; None clears) to the locked file and
+    publishes CustomerUpdated with the fields that changed. Custom field values are validated
+    against their definitions (attributes.service.InvalidFields names each bad key). Returns
+    the file and the changed fields (none: nothing published)."""
+    from vafa.profile.attributes import service as attributes
+
+    customer = await lock_file(session, customer_id)
+    changed: list[str] = []
+    for name in _PLAIN_FIELDS:
+        if name not in changes:
+            continue
+        value = changes[name]
+        if isinstance(value, str):
+            value = value.strip() or None
+            if name == "country_code" and value:
+                value = value.upper()
+        if hasattr(value, "value"):  # enums
+            value = value.value
+        if getattr(customer, name) != value:
+            setattr(customer, name, value)
+            changed.append(name)
+    if changes.get("custom_fields"):
+        values = attributes.validate_values(
+            await attributes.definitions(session), changes["custom_fields"]
+        )
+        merged = dict(customer.custom_fields)
+        for key, value in values.items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        if merged != customer.custom_fields:
+            customer.custom_fields = merged
+            changed.append("custom_fields")
+    if changed:
+        customer.updated_at = utcnow()
+        await session.flush()
+        await emit_updated(session, customer=customer, changed_fields=sorted(changed))
+    return customer, sorted(changed)
+
+
+def parse_identity(kind: str, value: str, *, region: str) -> Identity:
+    """A staff-entered identity, normalised; InvalidIdentity (InvalidEmail/InvalidPhone) when
+    it cannot be read."""
+    k = IdentityKind(kind)
+    if k == IdentityKind.email:
+        return Identity(k, normalise_email(value))
+    if k == IdentityKind.phone:
+        return Identity(k, normalise_phone(value, region=region))
+    platform, shop, shop_customer_id = split_shop_identity(value.strip())
+    if not (platform and shop and shop_customer_id):
+        raise InvalidShopIdentity('expected "<platform>:<shop>:<shop_customer_id>"')
+    return Identity(k, shop_identity(platform, shop, shop_customer_id))
+
+
+class InvalidShopIdentity(InvalidIdentity):
+    pass
+
+
+async def add_identity(
+    session: AsyncSession, *, customer_id: uuid.UUID, identity: Identity
+) -> tuple[Customer, bool]:
+    """Attaches the identity: (the file, whether it was added; False when the file already
+    had it). IdentityTaken (409) when another file holds it."""
+    customer = await lock_file(session, customer_id)
+    held = await owners(session, [identity])
+    owner = held.get(identity)
+    if owner == customer_id:
+        return customer, False
+    if owner is not None:
+        raise IdentityTaken(identity.kind.value, owner)
+    result = await session.execute(
+        text(
+            "INSERT INTO customer_identities (customer_id, kind, value) VALUES (:c, :k, :v) "
+            "ON CONFLICT (kind, value) DO NOTHING RETURNING id"
+        ),
+        {"c": customer_id, "k": identity.kind.value, "v": identity.value},
+    )
+    if result.scalar_one_or_none() is None:  # claimed concurrently since we looked
+        owner = (await owners(session, [identity]))[identity]
+        raise IdentityTaken(identity.kind.value, owner)
+    customer.updated_at = utcnow()
+    await session.flush()
+    await emit_updated(session, customer=customer, changed_fields=[_CHANGED_FIELD[identity.kind]])
+    return customer, True
+
+
+async def remove_identity(
+    session: AsyncSession, *, customer_id: uuid.UUID, identity: Identity
+) -> Customer:
+    """Detaches the identity from the file (NotFound when the file does not hold it)."""
+    customer = await lock_file(session, customer_id)
+    result = await session.execute(
+        text(
+            "DELETE FROM customer_identities WHERE customer_id = :c AND kind = :k AND value = :v "
+            "RETURNING id"
+        ),
+        {"c": customer_id, "k": identity.kind.value, "v": identity.value},
+    )
+    if result.scalar_one_or_none() is None:
+        raise NotFound(f"The customer has no such {identity.kind.value}.", kind=identity.kind.value)
+    customer.updated_at = utcnow()
+    await session.flush()
+    await emit_updated(session, customer=customer, changed_fields=[_CHANGED_FIELD[identity.kind]])
+    return customer

@@ -14,6 +14,7 @@ ORDER_TYPES = (
     shop_orders_pb2.OrderPaid,
     shop_orders_pb2.OrderCancelled,
     shop_orders_pb2.OrderRefunded,
+    shop_orders_pb2.OrderFulfilled,
 )
 
 
@@ -22,6 +23,7 @@ _KINDS = {
     shop_orders_pb2.OrderPaid: PurchaseKind.paid,
     shop_orders_pb2.OrderCancelled: PurchaseKind.cancelled,
     shop_orders_pb2.OrderRefunded: PurchaseKind.refunded,
+    shop_orders_pb2.OrderFulfilled: PurchaseKind.fulfilled,
 }
 
 

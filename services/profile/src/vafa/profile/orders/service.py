@@ -31,6 +31,7 @@ from vafa.profile.customers.identities import (
     shop_identity,
 )
 from vafa.profile.customers.schemas import LifecycleStage
+from vafa.profile.duplicates import service as duplicates
 from vafa.profile.events import PURCHASES_TOPIC, outbox
 from vafa.profile.timeline import service as timeline
 
@@ -40,6 +41,8 @@ class PurchaseKind(StrEnum):
     paid = "paid"
     cancelled = "cancelled"
     refunded = "refunded"
+    # Shipped: on the timeline and republished; the order's (financial) status is unchanged.
+    fulfilled = "fulfilled"
 
 
 # An order's status only moves forward: a late "placed" never undoes "paid".
@@ -55,6 +58,7 @@ _PB_KIND = {
     PurchaseKind.paid: profile_pb2.PURCHASE_KIND_PAID,
     PurchaseKind.cancelled: profile_pb2.PURCHASE_KIND_CANCELLED,
     PurchaseKind.refunded: profile_pb2.PURCHASE_KIND_REFUNDED,
+    PurchaseKind.fulfilled: profile_pb2.PURCHASE_KIND_FULFILLED,
 }
 
 
@@ -242,7 +246,8 @@ def _apply_to_order(
         row = OrderState(
             order_ref=order.order_ref,
             customer_id=customer_id,
-            status=kind.value,
+            # A fulfilment seen first: the order exists, not known to be paid.
+            status=PurchaseKind.placed.value if kind == PurchaseKind.fulfilled else kind.value,
             total_minor=order.total.amount_minor,
             currency=currency,
             order_number=order.order_number or None,
@@ -253,7 +258,7 @@ def _apply_to_order(
     else:
         row = existing
         before = (row.status, row.total_minor, row.currency, row.order_number)
-        if _RANK[kind] > _RANK[PurchaseKind(row.status)]:
+        if kind in _RANK and _RANK[kind] > _RANK[PurchaseKind(row.status)]:
             row.status = kind.value
         # The shop's latest view of the order (edits change totals).
         if order.HasField("total"):
@@ -390,6 +395,7 @@ async def apply_order_events(
     # Per event, in order: the customer event (rendered once snapshots are read) and the purchase.
     published: list[tuple[customers.Resolution, customers.CustomerState, OrderEvent]] = []
     purchases: list[OutboxEvent] = []
+    conflicts: list[duplicates.Pair] = []
     result: dict[str, OrderState] = {}
     for event, (identities, rejected) in zip(todo, parsed, strict=True):
         order = event.order
@@ -407,6 +413,8 @@ async def apply_order_events(
             # An order stays with the customer it was first attributed to.
             customer_id=existing.customer_id if existing is not None else None,
             context=order.order_ref,
+            # The first PAID order makes a lead a customer (registered-only vs purchased).
+            paid_at=event.occurred_at if event.kind == PurchaseKind.paid else None,
         )
         customer = resolution.customer
         currency = (order.currency or order.total.currency).upper()
@@ -432,10 +440,23 @@ async def apply_order_events(
         )
         if resolution.created or resolution.changed_fields:
             published.append((resolution, book.capture(customer), event))
+        # One order naming identities of two files: an exact duplicate for the review queue.
+        conflicts += [
+            duplicates.pair(
+                customer.id,
+                c.owner,
+                "shared_identity",
+                1.0,
+                {"kind": c.kind, "order_ref": order.order_ref},
+            )
+            for c in resolution.conflicts
+        ]
         purchases.append(_purchase_event(event, customer.id))
 
     context = todo[0].order.order_ref if len(todo) == 1 else f"{len(todo)} order events"
     await book.flush(session, context=context)
+    if conflicts:
+        await duplicates.record(session, conflicts)
     added = await _write(session, list(orders.values()), entries)
     if len(added) != len(entries):
         missing = next(e.source_id for e in entries if e.source_id not in added)

@@ -17,6 +17,10 @@ from sqlalchemy import exists, select, text, tuple_
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vafa.events.v1 import profile_pb2
+from vafa.kit import cloudevents
+from vafa.kit.outbox import OutboxEvent
+from vafa.profile.events import CUSTOMERS_TOPIC, outbox
 from vafa.profile.models import TimelineEntry
 
 log = structlog.get_logger(__name__)
@@ -51,11 +55,18 @@ ADD_ENTRIES_SQL = (
     "CAST(:entry_source_ids AS text[]), CAST(:entry_summaries AS text[]), "
     "CAST(:entry_data AS text[])) WITH ORDINALITY AS t(c, k, o, s, i, m, d, n) "
     "ORDER BY n "
-    "ON CONFLICT (source_id) DO NOTHING RETURNING source_id"
+    "ON CONFLICT (source, source_id) DO NOTHING RETURNING source_id"
 )
 _ADD_ENTRIES = text(ADD_ENTRIES_SQL)
 
-_KNOWN_CUSTOMERS = text("SELECT id FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))")
+# Known ids, each with the file it lives on now (itself, or the survivor of its merges).
+_KNOWN_CUSTOMERS = text(
+    "WITH RECURSIVE chain(start, id, merged_into, depth) AS ("
+    " SELECT id, id, merged_into, 0 FROM customers WHERE id = ANY(CAST(:ids AS uuid[]))"
+    " UNION ALL SELECT ch.start, c.id, c.merged_into, ch.depth + 1 FROM chain ch"
+    " JOIN customers c ON c.id = ch.merged_into WHERE ch.depth < 50"
+    ") SELECT start, id FROM chain WHERE merged_into IS NULL"
+)
 
 
 def entry_params(entries: Sequence[NewEntry]) -> dict[str, list[Any]]:
@@ -80,11 +91,15 @@ async def add_entries(session: AsyncSession, entries: Sequence[NewEntry]) -> set
     return set(result.scalars())
 
 
-async def known_customers(session: AsyncSession, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these customer ids exist, in one statement."""
+async def known_customers(
+    session: AsyncSession, ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Which of these customer ids exist, each with the file it lives on now (a merged id
+    maps to its survivor), in one statement."""
     if not ids:
-        return set()
-    return set((await session.execute(_KNOWN_CUSTOMERS, {"ids": list(ids)})).scalars())
+        return {}
+    rows = await session.execute(_KNOWN_CUSTOMERS, {"ids": list(ids)})
+    return {start: cid for start, cid in rows.all()}
 
 
 async def add_entry(
@@ -110,10 +125,93 @@ async def add_entry(
             summary=summary,
             data=data,
         )
-        .on_conflict_do_nothing(index_elements=[TimelineEntry.source_id])
+        .on_conflict_do_nothing(index_elements=[TimelineEntry.source, TimelineEntry.source_id])
         .returning(TimelineEntry.id)
     )
     return result.scalar_one_or_none()
+
+
+async def record_interaction(
+    session: AsyncSession,
+    *,
+    customer_id: uuid.UUID,
+    kind: str,
+    source: str,
+    source_id: str,
+    occurred_at: datetime,
+    direction: str | None = None,
+    duration_seconds: int | None = None,
+    agent: str | None = None,
+    summary: str | None = None,
+    attributes: dict[str, str] | None = None,
+) -> tuple[TimelineEntry, bool]:
+    """Records an integration's touchpoint once per (source, source_id): (the entry, created?).
+    A new entry publishes InteractionRecorded (loyalty awards interaction points from it).
+    Raises EntryElsewhere when that (source, source_id) is on another customer's timeline."""
+    attributes = attributes or {}
+    what = kind.replace("_", " ")
+    if direction:
+        what = f"{direction} {what}"
+    if duration_seconds is not None:
+        what += f", {duration_seconds // 60}:{duration_seconds % 60:02d}"
+    if agent:
+        what += f", agent {agent}"
+    result = await session.execute(
+        pg_insert(TimelineEntry)
+        .values(
+            customer_id=customer_id,
+            kind=kind,
+            occurred_at=occurred_at,
+            source=source,
+            source_id=source_id,
+            summary=summary or what[:1].upper() + what[1:] + ".",
+            direction=direction,
+            duration_seconds=duration_seconds,
+            agent=agent,
+            data={"attributes": attributes},
+        )
+        .on_conflict_do_nothing(index_elements=[TimelineEntry.source, TimelineEntry.source_id])
+        .returning(TimelineEntry.id)
+    )
+    new_id = result.scalar_one_or_none()
+    entry = await session.scalar(
+        select(TimelineEntry).where(
+            TimelineEntry.source == source, TimelineEntry.source_id == source_id
+        )
+    )
+    assert entry is not None
+    if entry.customer_id != customer_id:
+        raise EntryElsewhere(entry.customer_id)
+    if new_id is None:
+        return entry, False
+    message = profile_pb2.InteractionRecorded(
+        customer_id=str(customer_id),
+        entry_id=str(entry.id),
+        kind=kind,
+        direction=direction or "",
+        source=source,
+        source_id=source_id,
+        attributes=attributes,
+    )
+    message.occurred_at.FromDatetime(occurred_at)
+    await outbox.add_many(
+        session,
+        [
+            OutboxEvent(
+                CUSTOMERS_TOPIC,
+                str(customer_id),
+                message,
+                event_id=cloudevents.deterministic_id("profile", "interaction", source, source_id),
+            )
+        ],
+    )
+    return entry, True
+
+
+class EntryElsewhere(ValueError):
+    def __init__(self, customer_id: uuid.UUID) -> None:
+        super().__init__("this source id is on another customer's timeline")
+        self.customer_id = customer_id
 
 
 async def has_entry(session: AsyncSession, *, source_id: str) -> bool:
@@ -144,6 +242,8 @@ async def list_entries(
     limit: int,
     cursor: str | None = None,
     kinds: list[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> tuple[list[TimelineEntry], str | None]:
     """A page of a customer's entries, newest first, and the cursor of the next page (None on
     the last). Raises InvalidCursor for a cursor this function did not issue."""
@@ -155,6 +255,10 @@ async def list_entries(
         )
     if kinds:
         query = query.where(TimelineEntry.kind.in_(kinds))
+    if since is not None:
+        query = query.where(TimelineEntry.occurred_at >= since)
+    if until is not None:
+        query = query.where(TimelineEntry.occurred_at < until)
     query = query.order_by(TimelineEntry.occurred_at.desc(), TimelineEntry.id.desc())
     rows = list((await session.scalars(query.limit(limit + 1))).all())
     if len(rows) > limit:
@@ -224,7 +328,8 @@ async def record_points_many(
         if cid is None or cid not in known:
             log.info("points_for_unknown_customer_skipped", customer_id=m.customer_id)
             continue
-        entries.append(points_entry(m, cid))
+        # Loyalty may still speak of a merged id: the entry goes on the survivor's timeline.
+        entries.append(points_entry(m, known[cid]))
     return await add_entries(session, entries)
 
 
@@ -255,10 +360,11 @@ async def record_points(
         source_id=source_id,
     )
     cid = _customer_uuid(customer_id)
-    if cid is None or not await known_customers(session, [cid]):
+    known = await known_customers(session, [cid]) if cid is not None else {}
+    if cid is None or cid not in known:
         log.info("points_for_unknown_customer_skipped", customer_id=customer_id)
         return None
-    e = points_entry(movement, cid)
+    e = points_entry(movement, known[cid])
     return await add_entry(
         session,
         customer_id=e.customer_id,
