@@ -17,7 +17,7 @@ from vafa.kit.auth import verify_member_token
 from vafa.kit.cli import ServiceSpec
 from vafa.kit.db import Database
 from vafa.kit.settings import KafkaSettings, ServiceSettings
-from vafa.kit.testing.plugin import principal_headers
+from vafa.kit.testing.plugin import TEST_INTERNAL_TOKEN, principal_headers, settings_for
 from vafa.kit.testing.poll import eventually
 from vafa.profile.club import service as club
 
@@ -31,11 +31,10 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
     """The service's settings with a member-token secret, a short lockout and no resend pause."""
-    return service_spec.settings(
-        database_url=database_url,
-        kafka=kafka,
-        log_json=False,
-        worker_metrics_port=0,
+    return settings_for(
+        service_spec,
+        database_url,
+        kafka,
         lockout_threshold=3,
         lockout_minutes=10,
         code_max_attempts=3,
@@ -388,7 +387,11 @@ async def test_the_member_token_round_trips_through_the_gateway_check(
     assert principal.kind == "member" and principal.id == cid
     r = await client.get(
         "/v1/club/me",
-        headers={"x-vafa-principal": principal.header_value(), "x-vafa-roles": ""},
+        headers={
+            "x-vafa-principal": principal.header_value(),
+            "x-vafa-roles": "",
+            "x-vafa-internal-token": TEST_INTERNAL_TOKEN,
+        },
     )
     assert r.status_code == 200 and r.json()["id"] == cid
     # Another secret's token is refused by the gateway.
@@ -411,7 +414,7 @@ async def test_no_secret_no_sign_in(
     from vafa.profile.app import create_app
 
     app = create_app(
-        service_spec.settings(database_url=database_url, kafka=kafka, log_json=False)  # type: ignore[arg-type]
+        settings_for(service_spec, database_url, kafka)  # type: ignore[arg-type]
     )
     async with (
         app.router.lifespan_context(app),

@@ -16,7 +16,7 @@ from vafa.kit import cloudevents
 from vafa.kit.cli import ServiceSpec
 from vafa.kit.db import Database
 from vafa.kit.settings import KafkaSettings, ServiceSettings
-from vafa.kit.testing.plugin import principal_headers
+from vafa.kit.testing.plugin import principal_headers, settings_for
 from vafa.kit.testing.poll import eventually
 from vafa.profile.config import Settings
 from vafa.profile.imports import service as imports
@@ -32,11 +32,10 @@ PROBLEM = "application/problem+json"
 @pytest.fixture
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
     """Small limits so the batch, queue and size paths run on small files."""
-    return service_spec.settings(
-        database_url=database_url,
-        kafka=kafka,
-        log_json=False,
-        worker_metrics_port=0,
+    return settings_for(
+        service_spec,
+        database_url,
+        kafka,
         import_max_bytes=4096,
         import_inline_rows=5,
         import_batch_rows=2,

@@ -108,15 +108,24 @@ def database_url(db: Database) -> str:
     return db.url
 
 
+def settings_for(
+    service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings, **overrides: object
+) -> ServiceSettings:
+    """The test run's settings for a service, with `overrides` (a test module that needs other
+    limits overrides the `settings` fixture with this, keeping the database, broker and token)."""
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "kafka": kafka,
+        "log_json": False,
+        "worker_metrics_port": 0,
+        "VAFA_INTERNAL_TOKEN": TEST_INTERNAL_TOKEN,
+    }
+    return service_spec.settings(**{**values, **overrides})
+
+
 @pytest.fixture
 def settings(service_spec: ServiceSpec, database_url: str, kafka: KafkaSettings) -> ServiceSettings:
-    return service_spec.settings(
-        database_url=database_url,
-        kafka=kafka,
-        log_json=False,
-        worker_metrics_port=0,
-        VAFA_INTERNAL_TOKEN=TEST_INTERNAL_TOKEN,
-    )
+    return settings_for(service_spec, database_url, kafka)
 
 
 @pytest.fixture
