@@ -4,6 +4,7 @@ lost and no effect is doubled — every customer's balance is exactly what their
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 
 import httpx
@@ -40,6 +41,10 @@ async def test_sigkill_mid_stream_loses_nothing_and_doubles_nothing(
         customer = (
             shop.persian_customer(i, tag=tag) if i % 2 else shop.armenian_customer(i, tag=tag)
         )
+        # Email only: random phones can belong to buyers of earlier runs on a long-lived
+        # developer stack (Armenian mobiles are a space of a few million), and profile rightly
+        # puts such an order on that older file. Resolution by phone has its own tests.
+        customer = dataclasses.replace(customer, phone="")
         dollars = 10 + i % 7 * 5
         body = shop.shopify_order(
             int(tag, 16) % 10**9 * 1000 + i, customer, [Line(f"K-{tag}", 1, f"{dollars}.00")]

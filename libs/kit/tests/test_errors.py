@@ -1,7 +1,9 @@
 """Every error a service returns is RFC 9457 problem+json, and unexpected ones leak nothing."""
 
+from collections.abc import AsyncIterator
+
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
 
 from vafa.kit.errors import Problem, install_problem_handlers
@@ -15,12 +17,16 @@ class Body(BaseModel):
 def make_app() -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=100)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=100, overrides={"post /upload": 1000})
     app.add_middleware(RequestContextMiddleware)
 
     @app.post("/things")
     async def create(body: Body) -> dict[str, str]:
         return {"phone": body.phone}
+
+    @app.post("/upload")
+    async def upload(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
 
     @app.get("/conflict")
     async def conflict() -> None:
@@ -56,6 +62,22 @@ async def test_not_found_method_and_size() -> None:
         "POST", "/things", content=b"x" * 101, headers={"content-type": "application/json"}
     )
     assert r.status_code == 413 and r.json()["title"] == "Content Too Large"
+    assert r.json()["limit_bytes"] == 100
+
+
+async def test_a_route_with_its_own_body_limit() -> None:
+    r = await call("POST", "/upload", content=b"x" * 900)
+    assert r.status_code == 200 and r.json() == {"size": 900}
+    r = await call("POST", "/upload", content=b"x" * 1001)
+    assert r.status_code == 413 and r.json()["limit_bytes"] == 1000
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted while streaming
+        for _ in range(11):
+            yield b"x" * 100
+
+    r = await call("POST", "/upload", content=chunks())
+    assert r.status_code == 413 and r.json()["limit_bytes"] == 1000
+    assert (await call("POST", "/things", content=b"x" * 101)).status_code == 413
 
 
 async def test_domain_problem_with_extension_members() -> None:

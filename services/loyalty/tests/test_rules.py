@@ -118,6 +118,26 @@ def test_precedence_fixed_overrides_per_unit_multipliers_multiply_bonuses_add() 
     assert tiered.points == 50
 
 
+def test_the_order_is_floored_once_not_line_by_line() -> None:
+    lines = [
+        engine.Line("a", "BOOK", "", 3, 3_750),  # 37.50 USD
+        engine.Line("b", "PEN", "", 1, 499),  # 4.99
+        engine.Line("c", "CARD", "", 1, 260),  # 2.60
+    ]
+    score = engine.score_order(
+        currency="USD",
+        total_minor=4_509,
+        lines=lines,
+        rules=[],
+        products={},
+        default_rates={"USD": Decimal(1)},
+        at=T,
+    )
+    # 45.09 USD earns 45: the floors 37 + 4 + 2 lose 2, given to the largest fractions (.99, .6).
+    assert score.points == 45
+    assert {line.line_id: line.points for line in score.lines} == {"a": 37, "b": 5, "c": 3}
+
+
 def test_rules_outside_their_dates_or_tiers_do_not_apply() -> None:
     rule = active(
         1,

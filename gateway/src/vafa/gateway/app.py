@@ -108,7 +108,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         else None
     )
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=settings.body_limits
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops.router)
     app.include_router(openapi_routes.router)

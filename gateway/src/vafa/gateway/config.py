@@ -68,6 +68,11 @@ class GatewaySettings(ServiceSettings):
     # VAFA_GATEWAY_SERVICES, or VAFA_GATEWAY_SERVICES__PROFILE=...) replaces that service's
     # default and leaves the others; an empty URL removes a service.
     services: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SERVICES))
+    # Routes whose bodies may pass the 1 MiB default: the customer CSV import (profile answers
+    # with its own, lower limit). JSON in VAFA_GATEWAY_BODY_LIMITS replaces this map.
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /v1/customers/imports": 26 * 1024 * 1024}
+    )
 
     # The first admin key, in clear (it is what an operator types); hashed at start-up.
     admin_api_key: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_ADMIN_API_KEY")

@@ -132,7 +132,9 @@ def create_service_app(
     )
     app.state.settings = settings
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes, overrides=settings.body_limits
+    )
     app.add_middleware(RequestContextMiddleware)
     app.include_router(ops_router({"database": database_check, "kafka": kafka_check}))
     for router in routers:

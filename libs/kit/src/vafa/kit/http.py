@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Mapping
 
 import structlog
 from prometheus_client import Counter, Histogram
@@ -81,24 +82,32 @@ class RequestContextMiddleware:
 
 class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` with 413 problem+json, by Content-Length up front and by
-    counting while streaming (a chunked body has no Content-Length)."""
+    counting while streaming (a chunked body has no Content-Length). `overrides` gives single
+    routes their own limit, keyed "METHOD /path" (a CSV upload beside 1 MiB JSON routes)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, overrides: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.overrides: dict[str, int] = {}
+        for route, limit in (overrides or {}).items():
+            method, _, path = route.strip().partition(" ")
+            self.overrides[f"{method.upper()} {path.strip()}"] = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.overrides.get(f"{scope['method']} {scope['path']}", self.max_bytes)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.max_bytes
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = False
                 if too_big:
-                    await self._reject(scope, send)
+                    await self._reject(scope, send, limit)
                     return
         received = 0
         response_started = False
@@ -108,7 +117,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     raise _TooLarge
             return message
 
@@ -122,16 +131,17 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not response_started:
-                await self._reject(scope, send)
+                await self._reject(scope, send, limit)
 
-    async def _reject(self, scope: Scope, send: Send) -> None:
+    async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
         body = json.dumps(
             {
                 "type": "about:blank",
                 "title": "Content Too Large",
                 "status": 413,
-                "detail": f"The request body is larger than the limit of {self.max_bytes} bytes.",
+                "detail": f"The request body is larger than the limit of {limit} bytes.",
                 "instance": scope.get("path"),
+                "limit_bytes": limit,
             }
         ).encode()
         await send(

@@ -46,6 +46,8 @@ class ServiceSettings(BaseSettings):
     # Services accept identity headers only from the gateway: it proves itself with this token.
     internal_token: SecretStr = Field(default=SecretStr(""), validation_alias="VAFA_INTERNAL_TOKEN")
     max_body_bytes: int = 1_048_576
+    # Routes with their own body limit, "METHOD /path" -> bytes (JSON in the environment).
+    body_limits: dict[str, int] = Field(default_factory=dict)
     # The worker forgets inbox ids after this many days (0: never). Longer than the topics'
     # retention and the shops' webhook retry horizon, so no redelivery outlives its id.
     inbox_retention_days: int = Field(default=30, ge=0)

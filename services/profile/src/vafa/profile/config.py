@@ -55,6 +55,8 @@ class Settings(ServiceSettings):
     import_inline_rows: int = Field(default=20_000, ge=0)
     # Rows per transaction: an import records its progress after each batch.
     import_batch_rows: int = Field(default=5_000, ge=1)
-    # Above the import's own limit, so the import's 413 (naming its limit) is the one that
-    # answers; every JSON route bounds its fields itself.
-    max_body_bytes: int = 26 * 1024 * 1024
+    # The upload route's body limit sits above the import's own, so the import's 413 (naming
+    # its limit) is the one that answers; every other route keeps the kit's 1 MiB.
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /v1/customers/imports": 26 * 1024 * 1024}
+    )

@@ -194,6 +194,8 @@ def score_order(
         scale = Decimal(max(total_minor, 0)) / Decimal(line_sum)
 
     scored: list[LineScore] = []
+    # Each line's exact value and its floor, so the order as a whole is floored once (below).
+    exact: list[tuple[LineScore, Decimal, int, int | None]] = []
     with localcontext() as ctx:
         ctx.prec = 60  # int64 minor units times any sane rate, exactly
         for line in earning:
@@ -231,6 +233,17 @@ def score_order(
                 previous = now
             score.parts = [p for p in score.parts if p.points > 0]
             scored.append(score)
+            base_rule = fixed_rule.rule_id if fixed_rule is not None else rate_rule
+            exact.append((score, value, previous, base_rule))
+        # Flooring every line on its own would lose up to a point per line (12.50 × 3 + 4.99
+        # would earn 37 + 4 = 41, not the 42 the member expects of 42.49): the order is floored
+        # once, and the points the line floors dropped go, one each, to the lines with the
+        # largest fractions (ties by line order), attributed to the line's base rule.
+        short = _floor(sum((v for _, v, _, _ in exact), Decimal(0))) - sum(f for *_, f, _ in exact)
+        by_fraction = sorted(range(len(exact)), key=lambda i: -(exact[i][1] - exact[i][2]))
+        for i in by_fraction[: max(short, 0)]:
+            score, _, _, base_rule = exact[i]
+            score.parts.append(Part(base_rule, 1))
 
     bonuses: list[Bonus] = []
     if first_purchase:
