@@ -96,8 +96,10 @@ async def test_a_member_token_reaches_only_its_own_file(
     gateway: httpx.AsyncClient, shop: ShopSimulator, tag: str
 ) -> None:
     tokens: list[tuple[str, str]] = []
+    emails: list[str] = []
     for n in (1, 2):
         c = shop.armenian_customer(n, tag=tag)
+        emails.append(c.email)
         r = await gateway.post(
             "/v1/club/signup",
             json={"email": c.email, "password": f"pw-{tag}-{n}-long"},
@@ -110,7 +112,8 @@ async def test_a_member_token_reaches_only_its_own_file(
     for path in (f"/v1/customers/{b_id}", f"/v1/customers/{b_id}/points"):
         r = await gateway.get(path, headers=bearer(a_token))
         assert r.status_code in (403, 404), (path, r.status_code)
-        assert b_id not in r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert emails[1] not in r.text and "balance" not in r.json()
     anonymous = await gateway.get("/v1/club/me", headers=GATEWAY_ONLY)
     assert anonymous.status_code == 401
 
