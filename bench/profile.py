@@ -51,7 +51,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SERVICE_DIR = ROOT / "services" / "profile"
 DB_NAME = "bench_profile"
 PORT = int(os.environ.get("VAFA_BENCH_PROFILE_PORT", "18201"))
-HEADERS = {"x-vafa-principal": "staff:bench", "x-vafa-roles": "admin"}
+# The API is called as the gateway would: identity headers proven by the internal token.
+INTERNAL_TOKEN = "bench-internal-" + "t" * 20
+HEADERS = {
+    "x-vafa-principal": "staff:bench",
+    "x-vafa-roles": "admin",
+    "x-vafa-internal-token": INTERNAL_TOKEN,
+}
 console = Console()
 
 CITIES_IR = [
@@ -250,7 +256,7 @@ def start_api(inline_rows: int) -> subprocess.Popen[bytes]:
         "VAFA_PROFILE_PORT": str(PORT),
         "VAFA_PROFILE_LOG_LEVEL": "WARNING",
         "VAFA_PROFILE_IMPORT_INLINE_ROWS": str(inline_rows),
-        "VAFA_INTERNAL_TOKEN": "",
+        "VAFA_INTERNAL_TOKEN": INTERNAL_TOKEN,
         "VAFA_JWT_SECRET": "bench-secret-" + "x" * 20,
     }
     return subprocess.Popen(
@@ -574,6 +580,8 @@ async def main() -> None:
                 timeout=aiohttp.ClientTimeout(total=1800),
             ) as resp:
                 report = await resp.json()
+                if resp.status not in (200, 201):
+                    raise SystemExit(f"the import was refused ({resp.status}): {report}")
             elapsed = time.perf_counter() - start
             raw_rate = await baseline_copy(recs)
             rate = args.import_rows / elapsed

@@ -114,6 +114,12 @@ async def test_lookup_by_email_and_by_phone_in_any_form(
         r = await client.get("/v1/customers/lookup", params=params, headers=SHOP)
         assert r.status_code == 200, (params, r.text)
         assert r.json()["id"] == cid
+    match = r.json()
+    assert match["identities"]["emails"] == [mail]
+    assert match["identities"]["phones"] == ["+98" + local[1:]]
+    whole = (await client.get(f"/v1/customers/{cid}", headers=SHOP)).json()
+    assert match["order_count"] == whole["order_count"] > 0
+    assert match["kind"] == whole["kind"] and match["first_name"] == whole["first_name"]
 
 
 async def test_lookup_problems(client: httpx.AsyncClient) -> None:

@@ -22,6 +22,7 @@ from vafa.profile.customers.identities import (
 )
 from vafa.profile.customers.schemas import (
     CustomerCreate,
+    CustomerMatch,
     CustomerRead,
     CustomerUpdate,
     IdentitiesRead,
@@ -50,11 +51,12 @@ async def file_of(session: SessionDep, customer_id: uuid.UUID) -> CustomerRead:
 # Declared before /{customer_id} so "lookup" is never read as an id.
 @router.get(
     "/lookup",
-    response_model=CustomerRead,
+    response_model=CustomerMatch,
     summary="Find a customer by email or phone",
     description="Give exactly one of `email` and `phone`. Both are normalised as on intake: "
     "emails lower-cased, phones to E.164 (Persian and Arabic-Indic digits, local and 00 forms "
-    "accepted; local forms read in the service's default region).",
+    "accepted; local forms read in the service's default region). Answers who it is (names, "
+    "identities, order count); the whole file is `GET /v1/customers/{id}`.",
 )
 async def lookup(
     session: SessionDep,
@@ -66,7 +68,7 @@ async def lookup(
     phone: Annotated[
         str | None, Query(max_length=64, description="A phone number in any common form.")
     ] = None,
-) -> CustomerRead:
+) -> CustomerMatch:
     if (email is None) == (phone is None):
         raise invalid("query", "email", message="give exactly one of email and phone")
     if email is not None:
@@ -80,10 +82,10 @@ async def lookup(
             identity = Identity(IdentityKind.phone, normalise_phone(phone or "", region=region))
         except InvalidPhone as exc:
             raise invalid("query", "phone", message=str(exc), type="value_error.phone") from exc
-    customer = await service.find_by_identity(session, identity=identity)
-    if customer is None:
+    match = await service.match_identity(session, identity=identity)
+    if match is None:
         raise NotFound(f"No customer has this {identity.kind}.", kind=identity.kind.value)
-    return await service.read_file(session, customer=customer)
+    return match
 
 
 @router.post(

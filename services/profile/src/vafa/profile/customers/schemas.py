@@ -94,6 +94,20 @@ class SpendRead(BaseModel):
     amount: str = Field(description='The same as a decimal string in major units, e.g. "404.95".')
 
 
+class CustomerMatch(BaseModel):
+    """Who an email or phone belongs to: enough for a storefront or a call-centre screen to
+    greet the customer and fetch the whole file (`GET /v1/customers/{id}`) when it needs it."""
+
+    id: uuid.UUID = Field(description="The customer id every service uses.")
+    first_name: str | None = Field(description="Given name.")
+    last_name: str | None = Field(description="Family name.")
+    kind: str = Field(description="lead (no paid order yet) or customer.")
+    lifecycle_stage: str
+    identities: IdentitiesRead
+    order_count: int = Field(description="Orders not cancelled.")
+    created_at: datetime
+
+
 class CustomerRead(BaseModel):
     """The customer file."""
 

@@ -51,6 +51,7 @@ from vafa.profile.customers.identities import (
     split_shop_identity,
 )
 from vafa.profile.customers.schemas import (
+    CustomerMatch,
     CustomerRead,
     IdentitiesRead,
     Kind,
@@ -653,6 +654,45 @@ async def find_by_identity(session: AsyncSession, *, identity: Identity) -> Cust
             CustomerIdentity.kind == identity.kind.value,
             CustomerIdentity.value == identity.value,
         )
+    )
+
+
+_MATCH = text(
+    """
+    SELECT c.id, c.first_name, c.last_name, c.kind, c.lifecycle_stage, c.created_at,
+           (SELECT COALESCE(json_agg(json_build_array(i.kind, i.value) ORDER BY i.id), '[]')
+              FROM customer_identities i WHERE i.customer_id = c.id) AS identities,
+           (SELECT count(*) FROM orders o
+             WHERE o.customer_id = c.id AND o.status <> 'cancelled') AS order_count
+    FROM customer_identities hit
+    JOIN customers c ON c.id = hit.customer_id
+    WHERE hit.kind = :kind AND hit.value = :value
+    """
+)
+
+
+async def match_identity(session: AsyncSession, *, identity: Identity) -> CustomerMatch | None:
+    """The lookup in one statement (the identity's unique index, then the file's identities
+    and order count): a storefront calls it on every visit, the whole file is another call."""
+    row = (
+        await session.execute(_MATCH, {"kind": identity.kind.value, "value": identity.value})
+    ).one_or_none()
+    if row is None:
+        return None
+    found: dict[str, list[str]] = {"email": [], "phone": [], "shop": []}
+    for kind, value in row.identities:
+        found.setdefault(kind, []).append(value)
+    return CustomerMatch(
+        id=row.id,
+        first_name=row.first_name,
+        last_name=row.last_name,
+        kind=row.kind,
+        lifecycle_stage=row.lifecycle_stage,
+        identities=IdentitiesRead(
+            emails=found["email"], phones=found["phone"], shop_ids=found["shop"]
+        ),
+        order_count=row.order_count,
+        created_at=row.created_at,
     )
 
 
