@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -88,6 +89,20 @@ def current_member(request: Request) -> Principal:
 
 
 MemberDep = Annotated[Principal, Depends(current_member)]
+
+
+def current_member_id(request: Request) -> uuid.UUID:
+    """The signed-in member's customer id; 404 when the token's subject is no customer id (a
+    service can hold nothing for it)."""
+    member = current_member(request)
+    try:
+        return uuid.UUID(member.id)
+    except ValueError:
+        raise Problem(404, "No customer file belongs to this member.", type="not-found") from None
+
+
+# For member routes that need only the member's customer id.
+MemberId = Annotated[uuid.UUID, Depends(current_member_id)]
 
 
 def issue_member_token(

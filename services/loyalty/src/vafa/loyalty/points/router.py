@@ -3,7 +3,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from vafa.kit.auth import MemberDep, Principal, StaffRead, require
+from vafa.kit.auth import MemberId, Principal, StaffRead, require
 from vafa.kit.db import SessionDep
 from vafa.kit.errors import NotFound
 from vafa.loyalty.config import Settings
@@ -29,13 +29,6 @@ def _settings(request: Request) -> Settings:
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
-
-
-def _member_id(member: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(member.id)
-    except ValueError:
-        raise NotFound("This member has no points account.") from None
 
 
 async def _points(session: SessionDep, customer_id: uuid.UUID) -> PointsRead:
@@ -105,8 +98,8 @@ async def get_history(
     response_model=PointsRead,
     summary="The signed-in member's own points: balance, pending, soonest expiry",
 )
-async def get_my_points(session: SessionDep, member: MemberDep) -> PointsRead:
-    return await _points(session, _member_id(member))
+async def get_my_points(session: SessionDep, customer_id: MemberId) -> PointsRead:
+    return await _points(session, customer_id)
 
 
 @router.get(
@@ -115,9 +108,9 @@ async def get_my_points(session: SessionDep, member: MemberDep) -> PointsRead:
     summary="The signed-in member's own ledger with reasons, newest first, page by page",
 )
 async def get_my_history(
-    session: SessionDep, member: MemberDep, before: Before = None, limit: Limit = 50
+    session: SessionDep, customer_id: MemberId, before: Before = None, limit: Limit = 50
 ) -> HistoryPage:
-    return await _history(session, _member_id(member), before, limit)
+    return await _history(session, customer_id, before, limit)
 
 
 @router.post(

@@ -4,9 +4,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from vafa.kit.auth import MemberDep, StaffRead
+from vafa.kit.auth import MemberId, StaffRead
 from vafa.kit.db import SessionDep
-from vafa.kit.errors import NotFound
 from vafa.loyalty.config import Settings
 from vafa.loyalty.models import ReferralStatus
 from vafa.loyalty.referrals import service
@@ -20,11 +19,9 @@ router = APIRouter(tags=["referrals"])
     response_model=ReferralCodeRead,
     summary="The signed-in member's referral code (made on first asking)",
 )
-async def my_referral(request: Request, session: SessionDep, member: MemberDep) -> ReferralCodeRead:
-    try:
-        customer_id = uuid.UUID(member.id)
-    except ValueError:
-        raise NotFound("This member has no club account.") from None
+async def my_referral(
+    request: Request, session: SessionDep, customer_id: MemberId
+) -> ReferralCodeRead:
     code = await service.code_of(session, customer_id=customer_id)
     await session.commit()
     settings: Settings = request.app.state.settings

@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
 
-from vafa.kit.auth import MemberDep, Principal, StaffRead, require
+from vafa.kit.auth import MemberId, Principal, StaffRead, require
 from vafa.kit.db import SessionDep
-from vafa.kit.errors import NotFound, Problem
+from vafa.kit.errors import Problem
 from vafa.loyalty.models import Coupon, Reward
 from vafa.loyalty.rewards import rules, service
 from vafa.loyalty.rewards.schemas import (
@@ -104,13 +104,6 @@ async def import_codes(
 # --- members ------------------------------------------------------------------------------
 
 
-def _member_id(member: Principal) -> uuid.UUID:
-    try:
-        return uuid.UUID(member.id)
-    except ValueError:
-        raise NotFound("This member has no points account.") from None
-
-
 def coupon_read(coupon: Coupon, reward: Reward, now: datetime | None = None) -> CouponRead:
     now = now or datetime.now(UTC)
     return CouponRead(
@@ -137,8 +130,8 @@ def coupon_read(coupon: Coupon, reward: Reward, now: datetime | None = None) -> 
     response_model=list[MemberRewardRead],
     summary="Rewards on offer to the signed-in member, with what they can afford",
 )
-async def my_rewards(session: SessionDep, member: MemberDep) -> list[MemberRewardRead]:
-    offers = await service.offers(session, customer_id=_member_id(member))
+async def my_rewards(session: SessionDep, customer_id: MemberId) -> list[MemberRewardRead]:
+    offers = await service.offers(session, customer_id=customer_id)
     return [
         MemberRewardRead(
             id=o.reward.id,
@@ -170,7 +163,7 @@ async def my_rewards(session: SessionDep, member: MemberDep) -> list[MemberRewar
 async def redeem(
     body: RedemptionCreate,
     session: SessionDep,
-    member: MemberDep,
+    customer_id: MemberId,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> RedemptionRead:
@@ -189,7 +182,6 @@ async def redeem(
                 }
             ],
         )
-    customer_id = _member_id(member)
     issued = await service.issue(
         session,
         customer_id=customer_id,
@@ -217,8 +209,8 @@ async def redeem(
     response_model=list[CouponRead],
     summary="The signed-in member's coupons, newest first",
 )
-async def my_coupons(session: SessionDep, member: MemberDep) -> list[CouponRead]:
-    rows = await service.member_coupons(session, customer_id=_member_id(member))
+async def my_coupons(session: SessionDep, customer_id: MemberId) -> list[CouponRead]:
+    rows = await service.member_coupons(session, customer_id=customer_id)
     now = datetime.now(UTC)
     return [coupon_read(c, r, now) for c, r in rows]
 

@@ -3,9 +3,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 
-from vafa.kit.auth import MemberDep, Principal, StaffRead, require
+from vafa.kit.auth import MemberId, Principal, StaffRead, require
 from vafa.kit.db import SessionDep
-from vafa.kit.errors import NotFound
 from vafa.loyalty.periods import ShopCalendar
 from vafa.loyalty.tiers import service
 from vafa.loyalty.tiers.schemas import (
@@ -115,10 +114,8 @@ async def get_customer_tier(
     response_model=TierProgressRead,
     summary="The signed-in member's tier and progress",
 )
-async def get_my_tier(request: Request, session: SessionDep, member: MemberDep) -> TierProgressRead:
-    try:
-        customer_id = uuid.UUID(member.id)
-    except ValueError:
-        raise NotFound("This member has no points account.") from None
+async def get_my_tier(
+    request: Request, session: SessionDep, customer_id: MemberId
+) -> TierProgressRead:
     cal = ShopCalendar.of(request.app.state.settings)
     return _progress_read(await service.member_tier(session, customer_id=customer_id, cal=cal))
