@@ -6,7 +6,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from vafa.profile.club.service import ClubStatus
-from vafa.profile.customers.schemas import Gender, parse_birth_date
+from vafa.profile.customers.schemas import Gender, check_birth_date, parse_birth_date
 
 
 class ClubSignUp(BaseModel):
@@ -130,12 +130,7 @@ class MemberUpdate(BaseModel):
 
     _birth = field_validator("birth_date", mode="before")(parse_birth_date)
 
-    @field_validator("birth_date")
-    @classmethod
-    def _not_future(cls, value: date | None) -> date | None:
-        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
-            raise ValueError("a birth date between 1900-01-01 and today")
-        return value
+    _birth_range = field_validator("birth_date")(check_birth_date)
 
 
 class MemberConsentWrite(BaseModel):

@@ -150,6 +150,13 @@ class CustomerRead(BaseModel):
     )
 
 
+def check_birth_date(value: date | None) -> date | None:
+    """A birth date a person can have: from 1900 to today."""
+    if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
+        raise ValueError("a birth date between 1900-01-01 and today")
+    return value
+
+
 def parse_birth_date(value: Any) -> Any:
     """ISO dates in any digits; a year before 1700 is read as Jalali ("۱۳۷۰-۰۱-۰۱")."""
     if not isinstance(value, str):
@@ -208,12 +215,7 @@ class CustomerUpdate(BaseModel):
             raise ValueError("a file always has a lifecycle stage")
         return value
 
-    @field_validator("birth_date")
-    @classmethod
-    def _not_future(cls, value: date | None) -> date | None:
-        if value is not None and not (date(1900, 1, 1) <= value <= date.today()):
-            raise ValueError("a birth date between 1900-01-01 and today")
-        return value
+    _birth_range = field_validator("birth_date")(check_birth_date)
 
 
 class IdentityCreate(BaseModel):

@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
 from vafa.kit.errors import Conflict, NotFound
-from vafa.kit.outbox import OutboxEvent
 from vafa.profile.customers import service as customers
 from vafa.profile.customers.snapshot import timestamp
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
@@ -277,16 +276,12 @@ async def merge(
         merge_id=str(record.id),
         occurred_at=timestamp(now),
     )
-    await outbox.add_many(
+    await outbox.add(
         session,
-        [
-            OutboxEvent(
-                CUSTOMERS_TOPIC,
-                str(merged_id),
-                message,
-                event_id=cloudevents.deterministic_id("profile", "merged", str(record.id)),
-            )
-        ],
+        topic=CUSTOMERS_TOPIC,
+        key=str(merged_id),
+        message=message,
+        event_id=cloudevents.deterministic_id("profile", "merged", str(record.id)),
     )
     survivor = await customers.get_file(session, survivor_id)
     await customers.emit_updated(
@@ -379,16 +374,12 @@ async def unmerge(session: AsyncSession, *, merge_id: uuid.UUID, by: str) -> Mer
         merge_id=str(record.id),
         occurred_at=timestamp(now),
     )
-    await outbox.add_many(
+    await outbox.add(
         session,
-        [
-            OutboxEvent(
-                CUSTOMERS_TOPIC,
-                str(merged_id),
-                message,
-                event_id=cloudevents.deterministic_id("profile", "unmerged", str(record.id)),
-            )
-        ],
+        topic=CUSTOMERS_TOPIC,
+        key=str(merged_id),
+        message=message,
+        event_id=cloudevents.deterministic_id("profile", "unmerged", str(record.id)),
     )
     fields = sorted({*record.decisions, "emails", "phones", "shop_identities"})
     for cid in (survivor_id, merged_id):
