@@ -6,5 +6,6 @@ from vafa.events.v1 import (  # noqa: F401
     inventory_pb2,
     loyalty_pb2,
     profile_pb2,
+    segmentation_pb2,
     shop_orders_pb2,
 )
