@@ -1,3 +1,6 @@
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
@@ -9,3 +12,15 @@ class Settings(ServiceSettings):
     service_name: str = "segmentation"
     port: int = 8103
     worker_metrics_port: int = 9103
+    # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
+    # relative dates, the RFM and cohort months.
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
