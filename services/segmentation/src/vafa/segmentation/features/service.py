@@ -260,6 +260,20 @@ _SAVE_ORDERS = text(
     "EXCLUDED.currency, EXCLUDED.total_minor, EXCLUDED.discount_minor, EXCLUDED.discounted, "
     "EXCLUDED.refunded_minor, EXCLUDED.refund_ids)"
 )
+# A purchase labelling its lines from `products` and a product update relabelling the lines
+# already bought of it must not miss each other when they run at once (neither sees the
+# other's uncommitted rows): both take a transaction lock per SKU first, shared for purchases,
+# exclusive for the catalogue, in one order (no deadlock). The second to come waits, and then
+# sees what the first committed.
+_SKU_LOCK_SPACE = 0x5E6
+_LOCK_SKUS_SHARED = text(
+    "SELECT count(pg_advisory_xact_lock_shared(:space, q.k)) FROM ("
+    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
+)
+_LOCK_SKUS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, q.k)) FROM ("
+    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
+)
 _DROP_LINES = text("DELETE FROM purchase_lines WHERE order_ref = ANY(CAST(:refs AS text[]))")
 # Brand, category and tags from the catalogue as known now; the line's vendor stands in for an
 # unknown brand. A line already there (a replay) is left as it is.
@@ -376,6 +390,9 @@ async def apply_purchases(
         for i, line in enumerate(ls)
     ]
     if added:
+        skus = sorted({line.sku for _, _, line in added if line.sku})
+        if skus:
+            await session.execute(_LOCK_SKUS_SHARED, {"space": _SKU_LOCK_SPACE, "skus": skus})
         await session.execute(
             _ADD_LINES,
             {
@@ -497,6 +514,7 @@ async def apply_products(session: AsyncSession, rows: Sequence[ProductRow]) -> s
     if not latest:
         return set()
     rs = list(latest.values())
+    await session.execute(_LOCK_SKUS, {"space": _SKU_LOCK_SPACE, "skus": sorted(latest)})
     updated = (
         await session.execute(
             _UPSERT_PRODUCTS,
