@@ -27,9 +27,12 @@ _DUE_WINDOWS = text(
     "SELECT customer_id FROM features WHERE next_window_at <= :now "
     "ORDER BY next_window_at LIMIT :limit FOR UPDATE SKIP LOCKED"
 )
+# The job locks feature rows only, and only those no one else holds (SKIP LOCKED): a consumer
+# writing a customer's row at the same moment is never waited for (nor waits for the job in a
+# cycle); that customer stays due for the next run.
 _DUE_RECHECKS = text(
-    "SELECT customer_id FROM rechecks WHERE due_at <= :now "
-    "ORDER BY due_at LIMIT :limit FOR UPDATE SKIP LOCKED"
+    "SELECT f.customer_id FROM rechecks r JOIN features f ON f.customer_id = r.customer_id "
+    "WHERE r.due_at <= :now ORDER BY r.due_at LIMIT :limit FOR UPDATE OF f SKIP LOCKED"
 )
 # Taken off before re-evaluating: the evaluation writes a fresh one when a segment will turn
 # by the clock again, so a due recheck never comes back as the same row.

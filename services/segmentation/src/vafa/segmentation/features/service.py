@@ -28,15 +28,22 @@ def array_literal(values: Sequence[str]) -> str:
     return "{" + ",".join(quoted) + "}"
 
 
+# Creates the missing rows and locks the existing ones (a conflicting row is locked even
+# though `WHERE false` leaves it as it is), all in customer id order: the consumers of the
+# four topics write the same customers' rows at once, and one lock order means they queue
+# behind each other instead of deadlocking.
 _ENSURE = text(
-    "INSERT INTO features (customer_id) SELECT DISTINCT unnest(CAST(:ids AS uuid[])) "
-    "ON CONFLICT (customer_id) DO NOTHING RETURNING customer_id"
+    "INSERT INTO features (customer_id) "
+    "SELECT DISTINCT unnest(CAST(:ids AS uuid[])) AS customer_id ORDER BY 1 "
+    "ON CONFLICT (customer_id) DO UPDATE SET customer_id = EXCLUDED.customer_id WHERE false "
+    "RETURNING customer_id"
 )
 
 
 async def ensure_rows(session: AsyncSession, customer_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-    """Creates the feature rows of customers named for the first time; returns those (a new
-    row is a change: "has no orders yet" segments may now admit them)."""
+    """Creates the feature rows of customers named for the first time and locks the others,
+    before anything writes them; returns the new ones (a new row is a change: "has no orders
+    yet" segments may now admit them)."""
     if not customer_ids:
         return set()
     result = await session.execute(_ENSURE, {"ids": sorted(set(customer_ids))})
