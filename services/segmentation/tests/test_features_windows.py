@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vafa.events.v1 import profile_pb2
 from vafa.kit.db import Database
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features import jobs
@@ -121,14 +122,24 @@ async def test_due_rechecks_are_re_evaluated_and_taken_off(
 
 async def test_a_passed_birthday_rolls_to_next_year(db: Database, clean: None) -> None:
     c = uuid.uuid4()
-    await committed(db, CUSTOMERS, [registered(c, birth_date="1990-06-20")])
+    anniversary = profile_pb2.EffectiveDate(
+        date_id="a", kind="wedding_anniversary", calendar="gregorian", month=7, day=1
+    )
+    await committed(
+        db, CUSTOMERS, [registered(c, birth_date="1990-06-20", effective_dates=[anniversary])]
+    )
     f = await read(db, c)
-    assert f["next_birthday"] == date(2026, 6, 20)
+    assert (f["next_birthday"], f["next_effective_date"]) == (date(2026, 6, 20), date(2026, 7, 1))
     assert f["next_window_at"] == datetime(2026, 6, 21, tzinfo=UTC)
 
     assert await run(db, datetime(2026, 6, 21, 0, 5, tzinfo=UTC)) == 1
     f = await read(db, c)
-    assert f["next_birthday"] == date(2027, 6, 20)
+    assert (f["next_birthday"], f["next_effective_date"]) == (date(2027, 6, 20), date(2026, 7, 1))
+    assert f["next_window_at"] == datetime(2026, 7, 2, tzinfo=UTC)
+
+    assert await run(db, datetime(2026, 7, 2, 0, 0, tzinfo=UTC)) == 1
+    f = await read(db, c)
+    assert (f["next_birthday"], f["next_effective_date"]) == (date(2027, 6, 20), date(2027, 7, 1))
     assert f["next_window_at"] == datetime(2027, 6, 21, tzinfo=UTC)
 
 
