@@ -331,11 +331,12 @@ async def _merge(
     if step.survivor_id == step.merged_id:
         return set()
     ids = [step.survivor_id, step.merged_id]
-    changed = await ensure_rows(session, ids)
     params = {"survivor": step.survivor_id, "merged": step.merged_id}
+    # Orders before feature rows, the order the purchases consumer takes its locks in.
     await session.execute(_MOVE_ORDERS, params)
     await session.execute(_MOVE_LINES, params)
     await session.execute(_MOVE_IDENTITIES, params)
+    changed = await ensure_rows(session, ids)
     merged = (await session.execute(_MERGE_COUNTERS, params)).scalars().all()
     if merged:
         changed |= set(ids)

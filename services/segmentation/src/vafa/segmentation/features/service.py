@@ -8,7 +8,6 @@ bought); the 30/90/365-day windows, months, weekdays and intervals are measured 
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -587,7 +586,3 @@ async def bought(
             }
         )
     return out
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
