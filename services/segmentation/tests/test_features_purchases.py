@@ -5,9 +5,11 @@ weekdays in the shop's time zone."""
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from vafa.events.v1 import profile_pb2
 from vafa.kit.cloudevents import Envelope
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features.handlers import purchases_handler
@@ -316,3 +318,21 @@ async def test_a_batch_is_the_same_as_its_events_one_by_one(session: AsyncSessio
     ]
     assert lines_together == [await lines_of(session, c) for c in customers]
     assert together[0]["orders_count"] == 2 and together[1]["orders_count"] == 0
+
+
+async def test_a_batch_with_a_broken_event_raises_before_writing(session: AsyncSession) -> None:
+    """The consumer then replays the batch one event at a time and dead-letters the broken one;
+    nothing of the batch may be written before the check."""
+    c = uuid.uuid4()
+    good = purchase(c, "paid", order(ref(), 100))
+    no_ref = purchase(c, "paid", order("", 100))
+    bad_customer = envelope(
+        profile_pb2.PurchaseAttributed(
+            customer_id="not-a-uuid", kind=profile_pb2.PURCHASE_KIND_PAID, order=order(ref(), 1)
+        )
+    )
+    for broken in (no_ref, bad_customer):
+        with pytest.raises(ValueError):
+            await HANDLER(session, [good, broken])
+        count = (await session.execute(text("SELECT count(*) FROM orders"))).scalar_one()
+        assert count == 0
