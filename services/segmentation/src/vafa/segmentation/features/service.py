@@ -238,12 +238,32 @@ class _OrderState:
         self.discounted = p.discounted
 
 
-_LOAD_ORDERS = text(
-    "SELECT order_ref, customer_id, status, placed_at, paid_at, currency, total_minor, "
-    "discount_minor, discounted, refunded_minor, refund_ids FROM orders "
-    "WHERE order_ref = ANY(CAST(:refs AS text[])) ORDER BY order_ref FOR UPDATE"
+# A purchase labelling its lines from `products` and a product update relabelling the lines
+# already bought of it must not miss each other when they run at once (neither sees the
+# other's uncommitted rows): both take a transaction lock per SKU first, shared for purchases,
+# exclusive for the catalogue, in one order (no deadlock). The second to come waits, and then
+# sees what the first committed.
+_SKU_LOCK_SPACE = 0x5E6
+_LOCK_SKUS = text(
+    "SELECT count(pg_advisory_xact_lock(:space, q.k)) FROM ("
+    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
 )
-_SAVE_ORDERS = text(
+# The batch's orders, locked; the shared SKU locks of the lines it may add come first (a
+# one-time filter, evaluated before the scan), so the later insert's snapshot sees any product
+# update that committed while this waited.
+_LOAD_ORDERS = text(
+    "SELECT o.order_ref, o.customer_id, o.status, o.placed_at, o.paid_at, o.currency, "
+    "o.total_minor, o.discount_minor, o.discounted, o.refunded_minor, o.refund_ids "
+    "FROM orders o WHERE (SELECT count(pg_advisory_xact_lock_shared(:space, q.k)) FROM ("
+    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
+    ") >= 0 AND o.order_ref = ANY(CAST(:refs AS text[])) ORDER BY o.order_ref FOR UPDATE OF o"
+)
+# The batch's writes in one statement: the orders (only those that differ), the lines of
+# orders cancelled, and the lines of orders counted for the first time, labelled from the
+# catalogue as known now (the line's vendor stands in for an unknown brand; a line already
+# there is left as it is). The dropped and added orders are disjoint.
+_WRITE_ORDERS = text(
+    "WITH saved AS ("
     "INSERT INTO orders (order_ref, customer_id, status, placed_at, paid_at, currency, "
     "total_minor, discount_minor, discounted, refunded_minor, refund_ids) "
     "SELECT v.order_ref, v.customer_id, v.status, v.placed_at, v.paid_at, v.currency, "
@@ -264,37 +284,21 @@ _SAVE_ORDERS = text(
     "orders.total_minor, orders.discount_minor, orders.discounted, orders.refunded_minor, "
     "orders.refund_ids) IS DISTINCT FROM (EXCLUDED.status, EXCLUDED.placed_at, EXCLUDED.paid_at, "
     "EXCLUDED.currency, EXCLUDED.total_minor, EXCLUDED.discount_minor, EXCLUDED.discounted, "
-    "EXCLUDED.refunded_minor, EXCLUDED.refund_ids)"
-)
-# A purchase labelling its lines from `products` and a product update relabelling the lines
-# already bought of it must not miss each other when they run at once (neither sees the
-# other's uncommitted rows): both take a transaction lock per SKU first, shared for purchases,
-# exclusive for the catalogue, in one order (no deadlock). The second to come waits, and then
-# sees what the first committed.
-_SKU_LOCK_SPACE = 0x5E6
-_LOCK_SKUS_SHARED = text(
-    "SELECT count(pg_advisory_xact_lock_shared(:space, q.k)) FROM ("
-    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
-)
-_LOCK_SKUS = text(
-    "SELECT count(pg_advisory_xact_lock(:space, q.k)) FROM ("
-    "SELECT DISTINCT hashtext(s) AS k FROM unnest(CAST(:skus AS text[])) AS s ORDER BY k) AS q"
-)
-_DROP_LINES = text("DELETE FROM purchase_lines WHERE order_ref = ANY(CAST(:refs AS text[]))")
-# Brand, category and tags from the catalogue as known now; the line's vendor stands in for an
-# unknown brand. A line already there (a replay) is left as it is.
-_ADD_LINES = text(
+    "EXCLUDED.refunded_minor, EXCLUDED.refund_ids) RETURNING 1), "
+    "dropped AS (DELETE FROM purchase_lines "
+    "WHERE order_ref = ANY(CAST(:dropped AS text[])) RETURNING 1) "
     "INSERT INTO purchase_lines (order_ref, line_id, customer_id, purchased_at, sku, brand, "
     "category, tags, quantity, amount_minor, discounted) "
-    "SELECT v.order_ref, v.line_id, v.customer_id, v.purchased_at, v.sku, "
-    "COALESCE(NULLIF(p.brand, ''), v.vendor), COALESCE(p.category, ''), "
-    "COALESCE(p.tags, '{}'), v.quantity, v.amount_minor, v.discounted "
-    "FROM unnest(CAST(:refs AS text[]), CAST(:line_ids AS text[]), CAST(:customers AS uuid[]), "
-    "CAST(:at AS timestamptz[]), CAST(:skus AS text[]), CAST(:vendors AS text[]), "
-    "CAST(:quantities AS bigint[]), CAST(:amounts AS bigint[]), CAST(:discounted AS boolean[])) "
-    "AS v(order_ref, line_id, customer_id, purchased_at, sku, vendor, quantity, amount_minor, "
+    "SELECT l.order_ref, l.line_id, l.customer_id, l.purchased_at, l.sku, "
+    "COALESCE(NULLIF(p.brand, ''), l.vendor), COALESCE(p.category, ''), "
+    "COALESCE(p.tags, '{}'), l.quantity, l.amount_minor, l.discounted "
+    "FROM unnest(CAST(:l_refs AS text[]), CAST(:l_ids AS text[]), CAST(:l_customers AS uuid[]), "
+    "CAST(:l_at AS timestamptz[]), CAST(:l_skus AS text[]), CAST(:l_vendors AS text[]), "
+    "CAST(:l_quantities AS bigint[]), CAST(:l_amounts AS bigint[]), "
+    "CAST(:l_discounted AS boolean[])) "
+    "AS l(order_ref, line_id, customer_id, purchased_at, sku, vendor, quantity, amount_minor, "
     "discounted) "
-    "LEFT JOIN products p ON p.sku = v.sku AND v.sku <> '' "
+    "LEFT JOIN products p ON p.sku = l.sku AND l.sku <> '' "
     "ON CONFLICT (order_ref, line_id) DO NOTHING"
 )
 
@@ -302,9 +306,9 @@ _ADD_LINES = text(
 async def apply_purchases(
     session: AsyncSession, purchases: Sequence[Purchase], *, now: datetime, timezone: str
 ) -> set[uuid.UUID]:
-    """Applies PurchaseAttributed events in log order, as one unit of work of five statements
-    (load and lock the orders, save them, drop the lines of cancelled ones, add the lines of
-    newly counted ones, recompute the customers). Returns the customers whose features changed.
+    """Applies PurchaseAttributed events in log order, as one unit of work of four statements
+    (load and lock the orders; save them, drop the lines of cancelled ones and add the lines of
+    newly counted ones; create or lock the feature rows; recompute them). Returns the customers whose features changed.
 
     Statuses only move forward (placed < paid < fulfilled < cancelled), so an old event
     redelivered after a newer one, or a whole batch replayed, changes nothing. PLACED records
@@ -316,7 +320,14 @@ async def apply_purchases(
         return set()
     refs = sorted({p.order_ref for p in purchases})
     states: dict[str, _OrderState] = {}
-    for r in (await session.execute(_LOAD_ORDERS, {"refs": refs})).mappings():
+    # The SKUs of every line the batch could add (a superset: shared locks are cheap).
+    skus = sorted(
+        {li.sku for p in purchases if p.kind is not Kind.cancelled for li in p.lines if li.sku}
+    )
+    loaded = await session.execute(
+        _LOAD_ORDERS, {"refs": refs, "skus": skus, "space": _SKU_LOCK_SPACE}
+    )
+    for r in loaded.mappings():
         states[r["order_ref"]] = _OrderState(
             order_ref=r["order_ref"],
             customer_id=r["customer_id"],
@@ -370,8 +381,15 @@ async def apply_purchases(
             st.status = "fulfilled"
 
     rows = list(states.values())
+    dropped = [s.order_ref for s in rows if s.status == "cancelled" and s.counted_before]
+    added = [
+        (states[ref], i, line)
+        for ref, ls in lines.items()
+        if not states[ref].counted_before and states[ref].status in COUNTED
+        for i, line in enumerate(ls)
+    ]
     await session.execute(
-        _SAVE_ORDERS,
+        _WRITE_ORDERS,
         {
             "refs": [s.order_ref for s in rows],
             "customers": [s.customer_id for s in rows],
@@ -384,35 +402,18 @@ async def apply_purchases(
             "discounted": [s.discounted for s in rows],
             "refunded": [s.refunded_minor for s in rows],
             "refund_ids": [array_literal(s.refund_ids) for s in rows],
+            "dropped": dropped,
+            "l_refs": [s.order_ref for s, _, _ in added],
+            "l_ids": [line.line_id or str(i) for _, i, line in added],
+            "l_customers": [s.customer_id for s, _, _ in added],
+            "l_at": [s.placed_at for s, _, _ in added],
+            "l_skus": [line.sku for _, _, line in added],
+            "l_vendors": [line.vendor for _, _, line in added],
+            "l_quantities": [line.quantity for _, _, line in added],
+            "l_amounts": [line.amount_minor for _, _, line in added],
+            "l_discounted": [s.discounted for s, _, _ in added],
         },
     )
-    dropped = [s.order_ref for s in rows if s.status == "cancelled" and s.counted_before]
-    if dropped:
-        await session.execute(_DROP_LINES, {"refs": dropped})
-    added = [
-        (states[ref], i, line)
-        for ref, ls in lines.items()
-        if not states[ref].counted_before and states[ref].status in COUNTED
-        for i, line in enumerate(ls)
-    ]
-    if added:
-        skus = sorted({line.sku for _, _, line in added if line.sku})
-        if skus:
-            await session.execute(_LOCK_SKUS_SHARED, {"space": _SKU_LOCK_SPACE, "skus": skus})
-        await session.execute(
-            _ADD_LINES,
-            {
-                "refs": [s.order_ref for s, _, _ in added],
-                "line_ids": [line.line_id or str(i) for _, i, line in added],
-                "customers": [s.customer_id for s, _, _ in added],
-                "at": [s.placed_at for s, _, _ in added],
-                "skus": [line.sku for _, _, line in added],
-                "vendors": [line.vendor for _, _, line in added],
-                "quantities": [line.quantity for _, _, line in added],
-                "amounts": [line.amount_minor for _, _, line in added],
-                "discounted": [s.discounted for s, _, _ in added],
-            },
-        )
     customers = {p.customer_id for p in purchases} | {s.customer_id for s in rows}
     created = await ensure_rows(session, customers)
     changed = await recompute(session, customer_ids=customers, now=now, timezone=timezone)
