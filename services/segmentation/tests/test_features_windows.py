@@ -12,7 +12,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
+from vafa.kit.cli import ServiceSpec
 from vafa.kit.db import Database
+from vafa.kit.settings import KafkaSettings
+from vafa.kit.testing.plugin import settings_for
+from vafa.kit.testing.poll import eventually
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features import jobs
 from vafa.segmentation.features.handlers import customers_handler, purchases_handler
@@ -175,3 +179,42 @@ async def test_window_batch_in_a_session(session: AsyncSession) -> None:
     )
     assert done == [c]
     assert (await features(session, c))["orders_30d"] == 0
+
+
+async def test_the_worker_runs_the_window_job(
+    service_spec: ServiceSpec, db: Database, kafka: KafkaSettings, clean: None
+) -> None:
+    """The job wired into the worker, on the real clock: a row left with a stale 30-day count
+    and a passed window moment is recomputed within a few runs."""
+    c = uuid.uuid4()
+    placed = datetime.now(UTC) - timedelta(days=40)
+    async with db.sessionmaker() as s, s.begin():
+        await s.execute(
+            text(
+                "INSERT INTO orders (order_ref, customer_id, status, placed_at, paid_at, "
+                "currency, total_minor) VALUES ('wk:1', :c, 'paid', :at, :at, 'USD', 700)"
+            ),
+            {"c": c, "at": placed},
+        )
+        await s.execute(
+            text(
+                "INSERT INTO features (customer_id, orders_count, orders_30d, spent_30d, "
+                "next_window_at) VALUES (:c, 1, 1, 700, now() - interval '1 minute')"
+            ),
+            {"c": c},
+        )
+    settings = settings_for(service_spec, db.url, kafka, windows_every_seconds=0.2)
+    stop = asyncio.Event()
+    task = asyncio.create_task(service_spec.worker(settings, stop))
+    try:
+
+        async def recomputed() -> dict[str, object] | None:
+            f = await read(db, c)
+            return f if f["orders_30d"] == 0 else None
+
+        f = await eventually(recomputed, within=30, what="the window job's recompute")
+        assert f["spent_30d"] == 0 and f["orders_90d"] == 1
+        assert f["next_window_at"] == placed + timedelta(days=90)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
