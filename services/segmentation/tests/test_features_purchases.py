@@ -336,3 +336,12 @@ async def test_a_batch_with_a_broken_event_raises_before_writing(session: AsyncS
             await HANDLER(session, [good, broken])
         count = (await session.execute(text("SELECT count(*) FROM orders"))).scalar_one()
         assert count == 0
+
+
+async def test_a_late_placed_does_not_undo_the_paid_amounts(session: AsyncSession) -> None:
+    c = uuid.uuid4()
+    r = ref()
+    await HANDLER(
+        session, [purchase(c, "paid", order(r, 5000)), purchase(c, "placed", order(r, 4000))]
+    )
+    assert (await features(session, c))["total_spent"] == 5000

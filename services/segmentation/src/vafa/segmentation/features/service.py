@@ -308,7 +308,8 @@ async def apply_purchases(
 ) -> set[uuid.UUID]:
     """Applies PurchaseAttributed events in log order, as one unit of work of four statements
     (load and lock the orders; save them, drop the lines of cancelled ones and add the lines of
-    newly counted ones; create or lock the feature rows; recompute them). Returns the customers whose features changed.
+    newly counted ones; create or lock the feature rows; recompute them). Returns the
+    customers whose features changed.
 
     Statuses only move forward (placed < paid < fulfilled < cancelled), so an old event
     redelivered after a newer one, or a whole batch replayed, changes nothing. PLACED records
@@ -373,7 +374,8 @@ async def apply_purchases(
             st.status = "cancelled"
             lines.pop(st.order_ref, None)
             continue
-        st.take(p)
+        if p.kind is not Kind.placed or st.status == "placed":
+            st.take(p)  # a late PLACED does not undo the amounts a later event brought
         if p.kind in (Kind.paid, Kind.fulfilled) and st.status == "placed":
             st.status, st.paid_at = "paid", p.at
             lines[st.order_ref] = p.lines
