@@ -28,6 +28,7 @@ import random
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -134,9 +135,9 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def timed(samples: list[float], coro: object) -> None:
+async def timed(samples: list[float], coro: Awaitable[None]) -> None:
     start = time.perf_counter()
-    await coro  # type: ignore[misc]
+    await coro
     samples.append((time.perf_counter() - start) * 1000)
 
 
@@ -155,7 +156,9 @@ async def main() -> None:
     await admin.execute(f'CREATE DATABASE "{database}"')
     url = f"{PG_DEFAULT}/{database}"
     settings = Settings(database_url=url, timezone="Asia/Tehran")
-    results: dict[str, object] = {}
+    latencies: dict[str, tuple[list[float], list[float]]] = {}
+    rates: dict[str, float] = {}
+    handled = 0
     db: Database | None = None
     try:
         await asyncio.to_thread(upgrade, ROOT / "services" / "segmentation", url)
@@ -174,7 +177,7 @@ async def main() -> None:
             ids = [customer(i) for i in range(lo, min(n, lo + 999) + 1)]
             async with db.sessionmaker() as s, s.begin():
                 await service.recompute(s, customer_ids=ids, now=NOW, timezone=settings.timezone)
-        results["full_per_second"] = n / (time.perf_counter() - start)
+        rates["full"] = n / (time.perf_counter() - start)
 
         rng = random.Random(7)
         picks = [customer(rng.randint(1, n)) for _ in range(args.samples)]
@@ -183,35 +186,35 @@ async def main() -> None:
         ours: list[float] = []
         baseline: list[float] = []
         for cid in picks:
-            async with db.sessionmaker() as s:
 
-                async def one(s=s, cid=cid) -> None:  # type: ignore[no-untyped-def]
-                    async with s.begin():
-                        await service.recompute(
-                            s, customer_ids=[cid], now=NOW, timezone=settings.timezone
-                        )
+            async def one(cid: uuid.UUID = cid) -> None:
+                assert db is not None
+                async with db.sessionmaker() as s, s.begin():
+                    await service.recompute(
+                        s, customer_ids=[cid], now=NOW, timezone=settings.timezone
+                    )
 
-                await timed(ours, one())
+            await timed(ours, one())
 
             async def raw_one(cid: uuid.UUID = cid) -> None:
                 async with raw.transaction():
                     await raw.execute(_BASELINE_RECOMPUTE, cid, NOW)
 
             await timed(baseline, raw_one())
-        results["recompute"] = (ours, baseline)
+        latencies["recompute"] = (ours, baseline)
 
         console.print("one PAID event per batch through the handler vs raw ...")
         handler = purchases_handler(settings, clock=lambda: NOW)
         ours, baseline = [], []
         for k, cid in enumerate(picks):
             env = paid(cid, f"bench:new:{run}:{k}", 2500)
-            async with db.sessionmaker() as s:
 
-                async def handle(s=s, env=env) -> None:  # type: ignore[no-untyped-def]
-                    async with s.begin():
-                        await handler(s, [env])
+            async def handle(env: Envelope = env) -> None:
+                assert db is not None
+                async with db.sessionmaker() as s, s.begin():
+                    await handler(s, [env])
 
-                await timed(ours, handle())
+            await timed(ours, handle())
 
             async def raw_event(cid: uuid.UUID = cid, k: int = k) -> None:
                 async with raw.transaction():
@@ -219,7 +222,7 @@ async def main() -> None:
                     await raw.execute(_BASELINE_BUMP, cid, 2500, NOW)
 
             await timed(baseline, raw_event())
-        results["event"] = (ours, baseline)
+        latencies["event"] = (ours, baseline)
 
         console.print(f"{args.batches} batches of 500 PAID events ...")
         start = time.perf_counter()
@@ -230,7 +233,7 @@ async def main() -> None:
             ]
             async with db.sessionmaker() as s, s.begin():
                 await handler(s, envs)
-        results["batch_per_second"] = args.batches * 500 / (time.perf_counter() - start)
+        rates["batch"] = args.batches * 500 / (time.perf_counter() - start)
 
         console.print("window job, 31 days on ...")
         start = time.perf_counter()
@@ -241,7 +244,7 @@ async def main() -> None:
             batch_size=500,
         )
         seconds = time.perf_counter() - start
-        results["windows"] = (handled, handled / seconds if seconds else 0.0)
+        rates["windows"] = handled / seconds if seconds else 0.0
         await raw.close()
     finally:
         if db is not None:
@@ -257,18 +260,17 @@ async def main() -> None:
         ("recompute", "recompute one customer p50 / p99 (ms)"),
         ("event", "one PAID event, batch of one, p50 / p99 (ms)"),
     ):
-        ours, baseline = results[key]  # type: ignore[misc]
+        ours, baseline = latencies[key]
         table.add_row(
             label,
             f"{statistics.median(ours):.2f} / {pct(ours, 0.99):.2f}",
             f"{statistics.median(baseline):.2f} / {pct(baseline, 0.99):.2f}",
         )
-    table.add_row("full recompute (customers/s)", f"{results['full_per_second']:,.0f}", "")
+    table.add_row("full recompute (customers/s)", f"{rates['full']:,.0f}", "")
+    table.add_row("PAID events in batches of 500 (events/s)", f"{rates['batch']:,.0f}", "")
     table.add_row(
-        "PAID events in batches of 500 (events/s)", f"{results['batch_per_second']:,.0f}", ""
+        f"window job: {handled:,} customers due (customers/s)", f"{rates['windows']:,.0f}", ""
     )
-    handled, rate = results["windows"]  # type: ignore[misc]
-    table.add_row(f"window job: {handled:,} customers due (customers/s)", f"{rate:,.0f}", "")
     console.print(table)
 
 
