@@ -1,6 +1,7 @@
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
@@ -15,6 +16,12 @@ class Settings(ServiceSettings):
     # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
     # relative dates, the RFM and cohort months.
     timezone: str = "UTC"
+    # The feature store: the calendar birthdays recur on (in a Jalali shop a birthday is kept on
+    # its Jalali day); how often the window job looks for customers whose 30/90/365-day windows,
+    # birthdays or segment rechecks came due, and how many it takes per transaction.
+    calendar: Literal["gregorian", "jalali"] = "gregorian"
+    windows_every_seconds: float = Field(default=60, gt=0)
+    windows_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     @field_validator("timezone")
     @classmethod
