@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import json
 import random
-import statistics
 import time
 import uuid
 from datetime import UTC, datetime
@@ -99,6 +98,7 @@ WHERE NOT f.removed
          AND l.purchased_at >= $1::timestamptz - interval '365 days') >= 2
 """
 FANTASY_WINBACK_ONE_SQL = FANTASY_WINBACK_SQL + "  AND f.customer_id = $2"
+FANTASY_WINBACK_COUNT_SQL = "SELECT count(*) FROM (" + FANTASY_WINBACK_SQL + ") m"  # noqa: S608
 
 # The raw RFM: ntile quintiles (ties split arbitrarily: the cheapest correct-looking way) and
 # the same R x FM grid, one UPDATE. $1 = now.
@@ -293,6 +293,236 @@ async def seed(customers: int, orders: int, now: datetime) -> float:
     return time.perf_counter() - started
 
 
+# -- measurements --------------------------------------------------------------------------
+
+# Raw per-event work: one customer's order features from their orders, then the segment's
+# conditions for them. $1 = now, $2 = customer id.
+RAW_RECOMPUTE_ONE_SQL = SEED_SQL[4].replace(
+    "FROM orders GROUP BY", "FROM orders WHERE customer_id = $2 GROUP BY"
+)
+TEMPLATE_SEGMENTS = [
+    ("discount-only", {}),
+    ("influencers-referrers", {}),
+    ("brand-loyal", {"brand": "brand-7"}),
+    ("category-affinity", {"category": "cheese"}),
+    ("special-day-shoppers", {"days": 14}),
+]
+
+
+def row(
+    table: Table, figure: str, vafa: list[float], raw: list[float], target: str
+) -> dict[str, Any]:
+    v50, v99, r50, r99 = pct(vafa, 50), pct(vafa, 99), pct(raw, 50), pct(raw, 99)
+    table.add_row(
+        figure, f"{v50:,.1f} / {v99:,.1f}", f"{r50:,.1f} / {r99:,.1f}", f"{v50 / r50:.1f}x", target
+    )
+    return {"figure": figure, "p50": v50, "p99": v99, "raw_p50": r50, "raw_p99": r99}
+
+
+async def timed(n: int, fn: Any) -> list[float]:
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+async def setup_segments(maker: async_sessionmaker[AsyncSession], now: datetime) -> uuid.UUID:
+    """The six-condition segment and five templates, created (and evaluated) once."""
+    from vafa.segmentation.segments import service, templates
+
+    async with maker() as session, session.begin():
+        await session.execute(text_sql("DELETE FROM memberships"))
+        await session.execute(text_sql("DELETE FROM segment_versions"))
+        await session.execute(text_sql("DELETE FROM segments"))
+        await session.execute(text_sql("DELETE FROM outbox"))
+    t = time.perf_counter()
+    async with maker() as session, session.begin():
+        seg = await service.create_segment(
+            session,
+            key="fantasy-winback",
+            name="Fantasy readers worth winning back",
+            description="",
+            kind="dynamic",
+            definition=FANTASY_WINBACK,
+            template=None,
+            author="bench",
+            now=now,
+        )
+        seg_id, members = seg.id, seg.member_count
+    console.print(
+        f"  fantasy-winback created: {members:,} members in {time.perf_counter() - t:.1f} s"
+    )
+    for key, params in TEMPLATE_SEGMENTS:
+        t = time.perf_counter()
+        async with maker() as session, session.begin():
+            made = await service.create_segment(
+                session,
+                key=key,
+                name=key,
+                description="",
+                kind="dynamic",
+                definition=templates.build(key, params),
+                template=key,
+                author="bench",
+                now=now,
+            )
+            console.print(
+                f"  {key} created: {made.member_count:,} members in {time.perf_counter() - t:.1f} s"
+            )
+    return seg_id
+
+
+def text_sql(sql: str) -> Any:
+    from sqlalchemy import text
+
+    return text(sql)
+
+
+async def measure(opts: argparse.Namespace, now: datetime) -> dict[str, Any]:
+    from vafa.segmentation.features import service as features
+    from vafa.segmentation.scores import rfm
+    from vafa.segmentation.segments import evaluation, service
+
+    engine = create_async_engine(db_url(), pool_size=2)
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+    pool = await asyncpg.create_pool(db_dsn(), min_size=1, max_size=2)
+    results: dict[str, Any] = {"now": now.isoformat()}
+    table = Table(title="segmentation (ms: p50 / p99)")
+    for col in ("figure", "Vafa", "hand-written SQL", "ratio p50", "target"):
+        table.add_column(col)
+
+    console.print("segments")
+    seg_id = await setup_segments(maker, now)
+
+    # 2. Full evaluation.
+    async def preview() -> None:
+        async with maker() as session:
+            await service.preview(session, definition=FANTASY_WINBACK, now=now, sample=20)
+
+    async def evaluate() -> None:
+        async with maker() as session, session.begin():
+            await evaluation.evaluate_segments(
+                session, now=now, cause="evaluation", segment_ids=[seg_id]
+            )
+
+    async def raw_full() -> None:
+        async with pool.acquire() as conn:
+            await conn.fetchval(FANTASY_WINBACK_COUNT_SQL, now)
+            await conn.fetch(FANTASY_WINBACK_SQL + " ORDER BY 1 LIMIT 20", now)
+
+    async def raw_ids() -> None:
+        async with pool.acquire() as conn:
+            await conn.fetch(FANTASY_WINBACK_SQL, now)
+
+    await preview(), await raw_full()  # warm the caches alike
+    console.print("full evaluation")
+    results["preview"] = row(
+        table,
+        "six-condition segment: count + sample (preview)",
+        await timed(opts.runs, preview),
+        await timed(opts.runs, raw_full),
+        "p50 ≤ 300",
+    )
+    results["evaluate"] = row(
+        table,
+        "six-condition segment: full evaluation with membership diff",
+        await timed(opts.runs, evaluate),
+        await timed(opts.runs, raw_ids),
+        "p50 ≤ 300",
+    )
+
+    # 3. Per-event re-evaluation.
+    console.print("per-event re-evaluation")
+    async with pool.acquire() as conn:
+        ids = [
+            r[0]
+            for r in await conn.fetch(
+                "SELECT customer_id FROM features TABLESAMPLE SYSTEM (1) WHERE orders_count > 0 "
+                "LIMIT $1",
+                opts.events,
+            )
+        ]
+    random.Random(7).shuffle(ids)
+
+    async def one_event(cid: uuid.UUID) -> None:
+        async with maker() as session, session.begin():
+            await features.recompute(session, customer_ids=[cid], now=now, timezone="UTC")
+            await evaluation.reevaluate_customers(
+                session, customer_ids=[cid], now=now, cause="event"
+            )
+
+    async def raw_event(cid: uuid.UUID) -> None:
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(RAW_RECOMPUTE_ONE_SQL, now, cid)
+            await conn.fetch(FANTASY_WINBACK_ONE_SQL, now, cid)
+
+    for cid in ids[:20]:
+        await one_event(cid), await raw_event(cid)
+    vafa_ev, raw_ev = [], []
+    for cid in ids:
+        t = time.perf_counter()
+        await one_event(cid)
+        vafa_ev.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        await raw_event(cid)
+        raw_ev.append((time.perf_counter() - t) * 1000)
+    results["event"] = row(
+        table,
+        f"one event: recompute + {1 + len(TEMPLATE_SEGMENTS)} segments for one customer",
+        vafa_ev,
+        raw_ev,
+        "p99 ≤ 5",
+    )
+
+    # 4. RFM.
+    console.print("RFM")
+
+    async def rfm_run() -> None:
+        async with maker() as session, session.begin():
+            await rfm.recompute_rfm(session, now=now)
+
+    async def rfm_raw() -> None:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE features SET rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, "
+                "rfm_segment = NULL WHERE rfm_r IS NOT NULL"
+            )
+            t = time.perf_counter()
+            await conn.execute(RFM_SQL, now)
+            raw_times.append((time.perf_counter() - t) * 1000)
+
+    raw_times: list[float] = []
+    async with pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE features SET rfm_r = NULL, rfm_f = NULL, rfm_m = NULL, "
+            "rfm_segment = NULL WHERE rfm_r IS NOT NULL"
+        )
+    first = await timed(1, rfm_run)
+    steady = await timed(1, rfm_run)
+    await rfm_raw()
+    again = await timed(1, rfm_run)
+    results["rfm"] = {
+        "first_ms": first[0],
+        "steady_ms": steady[0],
+        "after_raw_ms": again[0],
+        "raw_ms": raw_times[0],
+    }
+    table.add_row(
+        "RFM recompute, every row written (from empty)",
+        f"{first[0] / 1000:,.1f} s",
+        f"{raw_times[0] / 1000:,.1f} s (ntile, one UPDATE)",
+        f"{first[0] / raw_times[0]:.1f}x",
+        "≤ 15 s",
+    )
+    table.add_row("RFM recompute, nothing changed", f"{steady[0] / 1000:,.1f} s", "", "", "")
+    console.print(table)
+    await pool.close()
+    await engine.dispose()
+    return results
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -307,6 +537,12 @@ async def main() -> None:
     else:
         console.print(f"seeding {opts.customers:,} customers, {opts.orders:,} orders")
         console.print(f"  seeded in {await seed(opts.customers, opts.orders, now):.0f} s")
+    results = await measure(opts, now)
+    results["size"] = {"customers": opts.customers, "orders": opts.orders}
+    out = ROOT / "bench" / "results" / f"segments-{now:%Y%m%dT%H%M%S}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    console.print(f"[dim]{out}[/dim]")
 
 
 if __name__ == "__main__":
