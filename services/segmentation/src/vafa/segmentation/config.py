@@ -1,6 +1,6 @@
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
@@ -15,6 +15,8 @@ class Settings(ServiceSettings):
     # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
     # relative dates, the RFM and cohort months.
     timezone: str = "UTC"
+    # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
+    phone_region: str = Field(default="IR", min_length=2, max_length=2)
 
     @field_validator("timezone")
     @classmethod

@@ -107,7 +107,7 @@ class _Compiler:
     # --- nodes --------------------------------------------------------------------------
 
     def node(self, n: Any, path: str) -> NodeTrace:
-        if isinstance(n, L.All):
+        if isinstance(n, L.AllOf):
             kids = [self.node(c, f"{path}/all/{i}") for i, c in enumerate(n.all)]
             expr = and_(*(k.expr for k in kids)) if kids else true()
             return NodeTrace(path, "all", n, expr, children=kids)
@@ -115,22 +115,22 @@ class _Compiler:
             kids = [self.node(c, f"{path}/any/{i}") for i, c in enumerate(n.any)]
             expr = or_(*(k.expr for k in kids)) if kids else false()
             return NodeTrace(path, "any", n, expr, children=kids)
-        if isinstance(n, L.Not):
+        if isinstance(n, L.NotOf):
             kid = self.node(n.not_, f"{path}/not")
             return NodeTrace(path, "not", n, not_(kid.expr), children=[kid])
         if isinstance(n, L.FieldCondition):
             expr, seen = self.field(n)
             return NodeTrace(path, "field", n, func.coalesce(expr, false()), seen)
-        if isinstance(n, L.Purchased):
+        if isinstance(n, L.PurchasedCondition):
             expr, seen = self.purchased(n)
             return NodeTrace(path, "purchased", n, expr, seen)
-        if isinstance(n, L.Rfm):
+        if isinstance(n, L.RfmCondition):
             return self._in(path, "rfm", n, F.c.rfm_segment, n.rfm)
-        if isinstance(n, L.ClvBand):
+        if isinstance(n, L.ClvBandCondition):
             return self._in(path, "clv_band", n, F.c.clv_band, n.clv_band)
-        if isinstance(n, L.Tier):
+        if isinstance(n, L.TierCondition):
             return self._in(path, "tier", n, F.c.tier, n.tier)
-        if isinstance(n, L.Bucket):
+        if isinstance(n, L.BucketCondition):
             digest = func.md5(
                 literal(n.bucket.salt, Text).concat(":").concat(cast(F.c.customer_id, Text))
             )
@@ -138,7 +138,7 @@ class _Compiler:
             bucket = cast(cast(hexed, BIT(32)), BigInteger) % 100
             expr = bucket.between(n.bucket.from_, n.bucket.to)
             return NodeTrace(path, "bucket", n, expr, bucket)
-        if isinstance(n, L.SegmentRef):
+        if isinstance(n, L.SegmentRefCondition):
             return self.ref(n, path)
         raise CompileError(f"unknown node {n!r}")
 
@@ -147,7 +147,7 @@ class _Compiler:
     ) -> NodeTrace:
         return NodeTrace(path, kind, n, func.coalesce(col.in_(list(values)), false()), col)
 
-    def ref(self, n: L.SegmentRef, path: str) -> NodeTrace:
+    def ref(self, n: L.SegmentRefCondition, path: str) -> NodeTrace:
         info = self.resolve(n.segment)
         if info is None or info.archived:
             # Validation refuses these; a segment archived since is no member of anything.
@@ -255,7 +255,7 @@ class _Compiler:
 
     # --- behaviour ----------------------------------------------------------------------
 
-    def purchased(self, n: L.Purchased) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    def purchased(self, n: L.PurchasedCondition) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         m = n.purchased
         where: list[ColumnElement[Any]] = [PL.c.customer_id == F.c.customer_id]
         if m.sku is not None:

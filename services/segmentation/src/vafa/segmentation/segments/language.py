@@ -176,7 +176,7 @@ class _Node(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-class All(_Node):
+class AllOf(_Node):
     """True when every condition is (an empty list is true)."""
 
     all: list[Condition] = Field(max_length=MAX_LIST)
@@ -188,13 +188,13 @@ class AnyOf(_Node):
     any: list[Condition] = Field(max_length=MAX_LIST)
 
 
-class Not(_Node):
+class NotOf(_Node):
     """True when the condition is not."""
 
     not_: Condition = Field(alias="not")
 
 
-class SegmentRef(_Node):
+class SegmentRefCondition(_Node):
     """Membership of another active segment, by key: a dynamic one's definition is inlined (so
     the order segments are evaluated in never matters), a static one's current members."""
 
@@ -232,7 +232,7 @@ class FieldCondition(_Node):
     )
 
 
-class ProductMatch(_Node):
+class ProductMatchSpec(_Node):
     """Which purchase lines count: every criterion given must match (none given: any line)."""
 
     sku: str | None = None
@@ -241,11 +241,11 @@ class ProductMatch(_Node):
     tag: str | None = None
 
 
-class Purchased(_Node):
+class PurchasedCondition(_Node):
     """Behaviour: the customer's purchases of matching products. `measure` count: distinct
     orders; quantity: units; sum: amount spent (minor units); avg: amount spent per order."""
 
-    purchased: ProductMatch
+    purchased: ProductMatchSpec
     measure: Literal["count", "quantity", "sum", "avg"] = "count"
     op: Literal["gte", "gt", "lte", "lt", "eq", "between"] = "gte"
     value: int | list[int] = 1
@@ -253,49 +253,49 @@ class Purchased(_Node):
     negate: bool = Field(default=False, description="True: did not buy that (so many times).")
 
 
-class Rfm(_Node):
+class RfmCondition(_Node):
     """The customer's RFM segment is one of these."""
 
     rfm: list[Literal[RFM_SEGMENTS]] = Field(min_length=1)  # type: ignore[valid-type]
 
 
-class ClvBand(_Node):
+class ClvBandCondition(_Node):
     """The customer's lifetime-value band is one of these."""
 
     clv_band: list[Literal["high", "medium", "low"]] = Field(min_length=1)
 
 
-class Tier(_Node):
+class TierCondition(_Node):
     """The customer's loyalty tier is one of these."""
 
     tier: list[str] = Field(min_length=1, max_length=MAX_LIST)
 
 
-class BucketRange(_Node):
+class BucketRangeSpec(_Node):
     salt: str = Field(min_length=1, max_length=200)
     from_: int = Field(alias="from", ge=0, le=99)
     to: int = Field(ge=0, le=99)
 
 
-class Bucket(_Node):
+class BucketCondition(_Node):
     """A stable random bucket 0..99 of the customer for A/B splits and holdouts:
     ('x' || substr(md5(salt || ':' || customer_id), 1, 8))::bit(32)::bigint % 100 in [from, to]."""
 
-    bucket: BucketRange
+    bucket: BucketRangeSpec
 
 
 KINDS = ("all", "any", "not", "segment", "field", "purchased", "rfm", "clv_band", "tier", "bucket")
 _MODELS: dict[str, type[_Node]] = {
-    "all": All,
+    "all": AllOf,
     "any": AnyOf,
-    "not": Not,
-    "segment": SegmentRef,
+    "not": NotOf,
+    "segment": SegmentRefCondition,
     "field": FieldCondition,
-    "purchased": Purchased,
-    "rfm": Rfm,
-    "clv_band": ClvBand,
-    "tier": Tier,
-    "bucket": Bucket,
+    "purchased": PurchasedCondition,
+    "rfm": RfmCondition,
+    "clv_band": ClvBandCondition,
+    "tier": TierCondition,
+    "bucket": BucketCondition,
 }
 
 
@@ -312,20 +312,20 @@ def _kind_of(value: Any) -> str | None:
 
 
 Condition = Annotated[
-    Annotated[All, Tag("all")]
+    Annotated[AllOf, Tag("all")]
     | Annotated[AnyOf, Tag("any")]
-    | Annotated[Not, Tag("not")]
-    | Annotated[SegmentRef, Tag("segment")]
+    | Annotated[NotOf, Tag("not")]
+    | Annotated[SegmentRefCondition, Tag("segment")]
     | Annotated[FieldCondition, Tag("field")]
-    | Annotated[Purchased, Tag("purchased")]
-    | Annotated[Rfm, Tag("rfm")]
-    | Annotated[ClvBand, Tag("clv_band")]
-    | Annotated[Tier, Tag("tier")]
-    | Annotated[Bucket, Tag("bucket")],
+    | Annotated[PurchasedCondition, Tag("purchased")]
+    | Annotated[RfmCondition, Tag("rfm")]
+    | Annotated[ClvBandCondition, Tag("clv_band")]
+    | Annotated[TierCondition, Tag("tier")]
+    | Annotated[BucketCondition, Tag("bucket")],
     Discriminator(_kind_of),
 ]
 
-for _m in (All, AnyOf, Not):
+for _m in (AllOf, AnyOf, NotOf):
     _m.model_rebuild()
 
 
@@ -520,14 +520,14 @@ class _Parser:
                 self.err(f"{at}/{kind}", f"{kind} takes at most {MAX_LIST} conditions")
             children = [self.node(c, f"{at}/{kind}/{i}", depth + 1) for i, c in enumerate(items)]
             if kind == "all":
-                return All.model_construct(all=children)
+                return AllOf.model_construct(all=children)
             return AnyOf.model_construct(any=children)
         if kind == "not":
             for k in raw:
                 if k != "not":
                     self.err(f"{at}/{_esc(k)}", "unexpected key")
             child = self.node(raw["not"], f"{at}/not", depth + 1)
-            return Not.model_construct(not_=child)
+            return NotOf.model_construct(not_=child)
         model_cls = _MODELS[kind]
         try:
             parsed = model_cls.model_validate(raw)
@@ -538,11 +538,11 @@ class _Parser:
             return None
         if isinstance(parsed, FieldCondition):
             self.field(parsed, at)
-        elif isinstance(parsed, SegmentRef):
+        elif isinstance(parsed, SegmentRefCondition):
             self.ref(parsed, at)
-        elif isinstance(parsed, Purchased):
+        elif isinstance(parsed, PurchasedCondition):
             self.purchased(parsed, at)
-        elif isinstance(parsed, Bucket) and parsed.bucket.from_ > parsed.bucket.to:
+        elif isinstance(parsed, BucketCondition) and parsed.bucket.from_ > parsed.bucket.to:
             self.err(f"{at}/bucket/from", "from must not be above to")
         return parsed
 
@@ -561,7 +561,7 @@ class _Parser:
         if (bad := check_field_value(spec, node.op, node.value)) is not None:
             self.err(f"{at}/value", bad)
 
-    def purchased(self, node: Purchased, at: str) -> None:
+    def purchased(self, node: PurchasedCondition, at: str) -> None:
         v = node.value
         if node.op == "between":
             if not isinstance(v, list) or len(v) != 2 or v[0] > v[1] or v[0] < 0:
@@ -571,7 +571,7 @@ class _Parser:
         elif v < 0:
             self.err(f"{at}/value", "a purchase measure is never negative")
 
-    def ref(self, node: SegmentRef, at: str) -> None:
+    def ref(self, node: SegmentRefCondition, at: str) -> None:
         if not self.allow_refs:
             return
         if node.segment == self.self_key:
@@ -664,8 +664,8 @@ def parse(
 
 def walk(node: Any, visit: Callable[[Any], None]) -> None:
     visit(node)
-    if isinstance(node, (All, AnyOf)):
-        for c in node.all if isinstance(node, All) else node.any:
+    if isinstance(node, (AllOf, AnyOf)):
+        for c in node.all if isinstance(node, AllOf) else node.any:
             walk(c, visit)
-    elif isinstance(node, Not):
+    elif isinstance(node, NotOf):
         walk(node.not_, visit)
