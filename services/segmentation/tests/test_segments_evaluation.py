@@ -5,6 +5,7 @@ re-evaluations of one customer open one membership."""
 import asyncio
 import uuid
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +31,7 @@ async def make(session: AsyncSession, definition: dict, **kw: object) -> Segment
         definition=definition,
         template=None,
         author="test",
-        now=kw.pop("now", NOW),  # type: ignore[arg-type]
+        now=kw.pop("now", NOW),
     )
 
 
@@ -43,7 +44,7 @@ async def open_members(session: AsyncSession, seg: Segment) -> set[uuid.UUID]:
     return set(rows)
 
 
-async def events_for(session: AsyncSession, customer_id: uuid.UUID) -> list[object]:
+async def events_for(session: AsyncSession, customer_id: uuid.UUID) -> list[Any]:
     rows = await session.execute(
         text("SELECT headers, payload FROM outbox WHERE key = :k ORDER BY id"),
         {"k": str(customer_id)},

@@ -69,20 +69,22 @@ class SegmentRow:
         )
 
 
-async def active_segments(session: AsyncSession) -> dict[str, SegmentRow]:
-    """Every segment that is not archived, by key."""
-    rows = await session.execute(
-        select(
-            Segment.id,
-            Segment.key,
-            Segment.name,
-            Segment.kind,
-            Segment.version,
-            Segment.archived,
-            Segment.definition,
-        ).where(Segment.archived.is_(False))
+async def active_segments(
+    session: AsyncSession, *, archived: bool = False
+) -> dict[str, SegmentRow]:
+    """Every segment that is not archived (with `archived`: every segment), by key."""
+    stmt = select(
+        Segment.id,
+        Segment.key,
+        Segment.name,
+        Segment.kind,
+        Segment.version,
+        Segment.archived,
+        Segment.definition,
     )
-    return {r.key: SegmentRow(*r) for r in rows}
+    if not archived:
+        stmt = stmt.where(Segment.archived.is_(False))
+    return {r.key: SegmentRow(*r) for r in await session.execute(stmt)}
 
 
 def infos(segments: Mapping[str, SegmentRow]) -> dict[str, L.SegmentInfo]:

@@ -10,7 +10,6 @@ import base64
 import csv
 import io
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -81,16 +80,17 @@ async def _published(session: AsyncSession, seg: Segment, now: datetime) -> None
     )
 
 
-def validate(
+async def validate(
+    session: AsyncSession,
     raw: Any,
-    segments: Mapping[str, SegmentRow],
     *,
     self_key: str | None,
     pointer: str = "/body/definition",
-) -> dict[str, Any]:
-    """The canonical JSON of a valid definition, or DefinitionError (422) with pointers."""
-    tree = L.parse(raw, segments=evaluation.infos(segments), self_key=self_key, pointer=pointer)
-    return L.dump(tree)
+) -> Any:
+    """The typed tree of a valid definition, or DefinitionError (422) with pointers. Archived
+    segments are looked up too, so a reference to one says so."""
+    segments = await evaluation.active_segments(session, archived=True)
+    return L.parse(raw, segments=evaluation.infos(segments), self_key=self_key, pointer=pointer)
 
 
 async def create_segment(
@@ -112,7 +112,7 @@ async def create_segment(
         raise Conflict(f"A segment with the key {key!r} exists.", key=key)
     canonical = None
     if kind == "dynamic":
-        canonical = validate(definition, segments, self_key=key, pointer=pointer)
+        canonical = L.dump(await validate(session, definition, self_key=key, pointer=pointer))
     seg = Segment(
         id=uuid.uuid4(),
         key=key,
@@ -178,8 +178,7 @@ async def update_segment(
                     {"pointer": "/body/definition", "detail": "a static segment has no definition"}
                 ],
             )
-        segments = await evaluation.active_segments(session)
-        canonical = validate(definition, segments, self_key=seg.key)
+        canonical = L.dump(await validate(session, definition, self_key=seg.key))
         if canonical != seg.definition:
             seg.version += 1
             seg.definition = canonical
@@ -278,8 +277,8 @@ async def preview(
     session: AsyncSession, *, definition: Any, now: datetime, sample: int = 20
 ) -> Preview:
     """Who would match, without writing anything."""
+    tree = await validate(session, definition, self_key=None)
     segments = await evaluation.active_segments(session)
-    tree = L.parse(definition, segments=evaluation.infos(segments))
     comp = compiler.compile_definition(tree, compiler.resolver(evaluation.infos(segments)))
     p = compiler.params(now, evaluation.shop_timezone())
     count = await session.scalar(select(func.count()).select_from(F).where(comp.match), p)
@@ -380,7 +379,7 @@ async def customer_segments(
         .where(Membership.customer_id == customer_id)
         .order_by(Membership.exited_at.is_(None).desc(), Membership.entered_at.desc())
     )
-    return [(m, s) for m, s in rows.tuples()]
+    return [(m, s) for m, s in rows]
 
 
 # --- explanation ----------------------------------------------------------------------------
