@@ -37,6 +37,12 @@ async def matching(
 
 @pytest.fixture
 async def world(session: AsyncSession) -> dict[str, uuid.UUID]:
+    return await make_world(session)
+
+
+async def make_world(session: AsyncSession) -> dict[str, uuid.UUID]:
+    """Four customers: a (Tehran, 5 orders, vip, champions...), b (Tabriz, 1 order, lost...),
+    c (nothing known), d (Isfahan in Persian, a Persian tag)."""
     a = await customer(
         session,
         city="Tehran",
