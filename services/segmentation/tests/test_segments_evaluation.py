@@ -14,7 +14,7 @@ from vafa.events.v1 import segmentation_pb2 as pb
 from vafa.kit import cloudevents
 from vafa.kit.db import Database
 from vafa.segmentation.models import Membership, Recheck, Segment
-from vafa.segmentation.segments import service
+from vafa.segmentation.segments import jobs, service
 from vafa.segmentation.segments.evaluation import evaluate_segments, reevaluate_customers
 
 from .segments_fixtures import NOW, customer, purchase, set_features, unique
@@ -150,3 +150,20 @@ async def test_concurrent_reevaluations_open_one_membership(db: Database) -> Non
         async with db.sessionmaker() as s, s.begin():
             await s.execute(text("DELETE FROM segments WHERE id = :i"), {"i": seg.id})
             await s.execute(text("DELETE FROM features WHERE customer_id = :i"), {"i": c})
+
+
+async def test_due_rechecks_reevaluate_with_cause_window(session: AsyncSession) -> None:
+    brand = unique("brand-")
+    c = await customer(session, last_order_at=NOW - timedelta(days=29))
+    seg = await make(session, {"field": "last_order_at", "op": "in_last_days", "value": 30})
+    await purchase(session, c, brand=brand)
+    await reevaluate_customers(session, customer_ids=[c], now=NOW, cause="event")
+    assert await open_members(session, seg) == {c}
+    # Only this customer's (other tests commit theirs; this transaction is rolled back).
+    await session.execute(text("DELETE FROM rechecks WHERE customer_id <> :c"), {"c": c})
+    assert await jobs.due_rechecks(session, now=NOW) == 0
+    later = NOW + timedelta(days=2)
+    assert await jobs.due_rechecks(session, now=later) == 1
+    assert await open_members(session, seg) == set()
+    evs = await events_for(session, c)
+    assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_WINDOW

@@ -17,6 +17,8 @@ class Settings(ServiceSettings):
     timezone: str = "UTC"
     # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
     phone_region: str = Field(default="IR", min_length=2, max_length=2)
+    # How often the worker re-evaluates customers whose segment rechecks are due (0: never).
+    recheck_every_seconds: float = Field(default=60.0, ge=0)
 
     @field_validator("timezone")
     @classmethod
