@@ -167,3 +167,24 @@ async def test_due_rechecks_reevaluate_with_cause_window(session: AsyncSession) 
     assert await open_members(session, seg) == set()
     evs = await events_for(session, c)
     assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_WINDOW
+
+
+async def test_removed_customers_exit_with_cause_removed_and_members_page(
+    session: AsyncSession,
+) -> None:
+    tag = unique("t")
+    people = [await customer(session, tags=[tag]) for _ in range(5)]
+    seg = await make(session, {"field": "tags", "op": "contains", "value": tag})
+    seen: list[uuid.UUID] = []
+    cursor = None
+    while True:
+        rows, cursor = await service.members(session, segment_id=seg.id, cursor=cursor, limit=2)
+        seen += [r.customer_id for r in rows]
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(people) and len(seen) == 5
+    await set_features(session, people[0], removed=True)
+    await reevaluate_customers(session, customer_ids=[people[0]], now=NOW, cause="event")
+    evs = await events_for(session, people[0])
+    assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_REMOVED
+    assert await open_members(session, seg) == set(people[1:])

@@ -299,6 +299,7 @@ async def reevaluate_customers(
     dynamic = sorted((s for s in segments.values() if s.kind == "dynamic"), key=lambda s: s.id)
     wanted: set[tuple[uuid.UUID, uuid.UUID]] = set()
     dues: dict[uuid.UUID, datetime] = {}
+    removed: set[uuid.UUID] = set()
     if dynamic:
         comps = [compiled(s, segments) for s in dynamic]
         rechecks = [c.recheck for c in comps if c.recheck is not None]
@@ -312,12 +313,15 @@ async def reevaluate_customers(
         # One statement: a column per segment.
         stmt = select(
             F.c.customer_id,
+            F.c.removed,
             due.label("due"),
             *(c.match.label(f"s{i}") for i, c in enumerate(comps)),
         ).where(F.c.customer_id.in_(ids))
         for row in await session.execute(stmt, compiler.params(now, shop_timezone())):
+            if row.removed:
+                removed.add(row.customer_id)
             for i, seg in enumerate(dynamic):
-                if row[i + 2]:
+                if row[i + 3]:
                     wanted.add((seg.id, row.customer_id))
             if row.due is not None:
                 dues[row.customer_id] = row.due
@@ -333,14 +337,20 @@ async def reevaluate_customers(
         )
         current = {(r.segment_id, r.customer_id) for r in rows}
     by_id = {s.id: s for s in dynamic}
+    leave = sorted(current - wanted)
     await apply_changes(
         session,
         segments_by_id=by_id,
         enter=sorted(wanted - current),
-        leave=sorted(current - wanted),
+        leave=[p for p in leave if p[1] not in removed],
         now=now,
         cause=cause,
     )
+    if gone := [p for p in leave if p[1] in removed]:
+        # Merged into another customer or erased: they leave every segment, cause removed.
+        await apply_changes(
+            session, segments_by_id=by_id, enter=[], leave=gone, now=now, cause="removed"
+        )
     if dues:
         await session.execute(_RECHECK_SET, {"customers": list(dues), "dues": list(dues.values())})
     if cleared := [c for c in ids if c not in dues]:
