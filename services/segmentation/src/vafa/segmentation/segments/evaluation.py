@@ -411,6 +411,17 @@ async def evaluate_one(
     matches exits. Returns (entered, exited)."""
     comp = compiled(segment, segments)
     p = compiler.params(now, shop_timezone())
+    member = M.alias("open_m")
+    # Only those without an open stay are tried (an anti-join); ON CONFLICT still settles races.
+    not_yet = ~exists(
+        select(literal(1))
+        .select_from(member)
+        .where(
+            member.c.segment_id == segment.id,
+            member.c.customer_id == F.c.customer_id,
+            member.c.exited_at.is_(None),
+        )
+    )
     base = insert(M).from_select(
         ["segment_id", "customer_id", "segment_version", "entered_at", "entered_cause"],
         select(
@@ -419,7 +430,7 @@ async def evaluate_one(
             literal(segment.version),
             compiler.NOW,
             literal(cause),
-        ).where(comp.match),
+        ).where(comp.match, not_yet),
     )
     opened = base.on_conflict_do_nothing(
         index_elements=[M.c.segment_id, M.c.customer_id], index_where=M.c.exited_at.is_(None)

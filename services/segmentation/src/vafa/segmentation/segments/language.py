@@ -173,7 +173,8 @@ CLV_BANDS = ("high", "medium", "low")
 
 
 class _Node(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # Strict: "2" is not a number of days, nor 2.5 a count.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, strict=True)
 
 
 class AllOf(_Node):
