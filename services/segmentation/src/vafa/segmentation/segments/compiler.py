@@ -4,8 +4,11 @@ User values only ever become bound parameters. The clock enters as the bound par
 `now` (timestamptz), `today` (the shop's date) and `tz` (the shop's time zone), supplied at
 execution (`params(now, tz)`), so a compiled definition is reused across calls.
 
-Every leaf is coalesced to false, so `not` and `neq` behave in two-valued logic: a customer
-without a value for a field does not satisfy a comparison on it, and does satisfy its negation.
+Every leaf is made never NULL (`col IS NOT NULL AND ...` where the column may be null), so
+`not` and `neq` behave in two-valued logic: a customer without a value for a field does not
+satisfy a comparison on it, and does satisfy its negation. Guards rather than COALESCE keep
+each leaf a plain predicate, so PostgreSQL still turns a top-level behavioural EXISTS into a
+semi-join over purchase_lines instead of a subplan run per customer.
 
 Beside the verdict, `Compiled.recheck` is the next instant the clock alone can change it (a
 relative date crossing its bound, a purchase leaving a within_days window): the least of the
@@ -120,7 +123,7 @@ class _Compiler:
             return NodeTrace(path, "not", n, not_(kid.expr), children=[kid])
         if isinstance(n, L.FieldCondition):
             expr, seen = self.field(n)
-            return NodeTrace(path, "field", n, func.coalesce(expr, false()), seen)
+            return NodeTrace(path, "field", n, expr, seen)
         if isinstance(n, L.PurchasedCondition):
             expr, seen = self.purchased(n)
             return NodeTrace(path, "purchased", n, expr, seen)
@@ -145,7 +148,7 @@ class _Compiler:
     def _in(
         self, path: str, kind: str, n: Any, col: ColumnElement[Any], values: list[str]
     ) -> NodeTrace:
-        return NodeTrace(path, kind, n, func.coalesce(col.in_(list(values)), false()), col)
+        return NodeTrace(path, kind, n, and_(col.is_not(None), col.in_(list(values))), col)
 
     def ref(self, n: L.SegmentRefCondition, path: str) -> NodeTrace:
         info = self.resolve(n.segment)
@@ -176,12 +179,20 @@ class _Compiler:
     # --- fields -------------------------------------------------------------------------
 
     def field(self, n: L.FieldCondition) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        expr, col, nullable = self._field(n)
+        if nullable and n.op not in ("exists", "neq"):
+            expr = and_(col.is_not(None), expr)
+        return expr, col
+
+    def _field(self, n: L.FieldCondition) -> tuple[ColumnElement[Any], ColumnElement[Any], bool]:
+        """(predicate, the value it tests, whether that value may be NULL)."""
         spec = L.field_spec(n.field)
         if spec is None:
             raise CompileError(f"unknown field {n.field!r}")
         family, _, key = n.field.partition(".")
         col: ColumnElement[Any]
         present: ColumnElement[Any]
+        nullable = spec.nullable
         if spec.column is not None:
             col = F.c[spec.column]
             if spec.type in ("text[]", "int[]"):
@@ -196,35 +207,36 @@ class _Compiler:
         else:
             col = func.coalesce(F.c.interactions[key].as_float(), 0)
             present = F.c.interactions.has_key(key)
+            nullable = False
         op, v = n.op, n.value
         if op == "exists":
-            return (present if v else not_(present)), col
+            return (present if v else not_(present)), col, nullable
         if op in ("in_last_days", "not_in_last_days", "in_next_days"):
-            return self.relative(col, spec.type, op, int(v)), col
+            return self.relative(col, spec.type, op, int(v)), col, nullable
         v = _typed(spec.type, v)
         arrays = spec.type in ("text[]", "int[]")
         if op == "eq":
-            return col == v, col
+            return col == v, col, nullable
         if op == "neq":
-            return col.is_distinct_from(v), col
+            return col.is_distinct_from(v), col, nullable
         if op == "gt":
-            return col > v, col
+            return col > v, col, nullable
         if op == "gte":
-            return col >= v, col
+            return col >= v, col, nullable
         if op == "lt":
-            return col < v, col
+            return col < v, col, nullable
         if op == "lte":
-            return col <= v, col
+            return col <= v, col, nullable
         if op == "between":
-            return col.between(v[0], v[1]), col
+            return col.between(v[0], v[1]), col, nullable
         if op == "in":
-            return (col.overlap(v) if arrays else col.in_(v)), col
+            return (col.overlap(v) if arrays else col.in_(v)), col, nullable
         if op == "contains":
             if arrays:
-                return col.contains([v]), col
-            return col.contains(v, autoescape=True), col
+                return col.contains([v]), col, nullable
+            return col.contains(v, autoescape=True), col, nullable
         if op == "starts_with":
-            return col.startswith(v, autoescape=True), col
+            return col.startswith(v, autoescape=True), col, nullable
         raise CompileError(f"unknown operator {op!r}")
 
     def relative(self, col: ColumnElement[Any], kind: str, op: str, n: int) -> ColumnElement[Any]:
@@ -298,7 +310,8 @@ class _Compiler:
                 "lt": seen < v,
                 "eq": seen == v,
             }[n.op]
-        cond = func.coalesce(cond, false())
+        if n.measure == "avg":
+            cond = func.coalesce(cond, false())  # no orders: no average
         return (not_(cond) if n.negate else cond), seen
 
 
