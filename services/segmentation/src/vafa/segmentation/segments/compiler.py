@@ -30,10 +30,10 @@ from sqlalchemy import (
     DateTime,
     Float,
     Interval,
+    Select,
     Text,
     and_,
     bindparam,
-    case,
     cast,
     distinct,
     exists,
@@ -44,6 +44,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import BIT
 
@@ -90,8 +91,31 @@ class NodeTrace:
 @dataclass(slots=True)
 class Compiled:
     match: ColumnElement[Any]
+    # Per customer (correlated on features): for one customer at a time.
     recheck: ColumnElement[Any] | None
     trace: NodeTrace
+    # The same candidates for every customer at once (a full evaluation): those computed from
+    # features columns, and a grouped query on purchase_lines per within_days condition.
+    recheck_features: ColumnElement[Any] | None = None
+    recheck_purchases: list[Select[Any]] = field(default_factory=list)
+
+    def all_rechecks(self) -> Select[Any] | None:
+        """(customer_id, due) for every customer with a future recheck, set-based."""
+        parts: list[Select[Any]] = list(self.recheck_purchases)
+        if self.recheck_features is not None:
+            parts.append(
+                select(F.c.customer_id, self.recheck_features.label("due")).where(
+                    F.c.removed.is_(False)
+                )
+            )
+        if not parts:
+            return None
+        u = union_all(*parts).subquery("candidates")
+        return (
+            select(u.c.customer_id, func.min(u.c.due).label("due"))
+            .where(u.c.due > NOW)
+            .group_by(u.c.customer_id)
+        )
 
 
 Resolver = Callable[[str], L.SegmentInfo | None]
@@ -105,6 +129,8 @@ class _Compiler:
     def __init__(self, resolve: Resolver) -> None:
         self.resolve = resolve
         self.candidates: list[ColumnElement[Any]] = []
+        self.feature_candidates: list[ColumnElement[Any]] = []
+        self.purchase_candidates: list[Select[Any]] = []
         self.stack: list[str] = []
 
     # --- nodes --------------------------------------------------------------------------
@@ -262,27 +288,42 @@ class _Compiler:
         self._later(col + literal(timedelta(seconds=1), Interval()))
         return and_(col >= NOW, col <= NOW + _days(n))
 
-    def _later(self, candidate: ColumnElement[Any]) -> None:
-        self.candidates.append(case((candidate > NOW, candidate)))
+    def _later(self, candidate: ColumnElement[Any], *, column: bool = True) -> None:
+        # NULL unless in the future; one evaluation of the candidate (a CASE would run a
+        # subquery twice).
+        future = func.nullif(func.greatest(candidate, NOW), NOW)
+        self.candidates.append(future)
+        if column:
+            self.feature_candidates.append(future)
 
     # --- behaviour ----------------------------------------------------------------------
 
     def purchased(self, n: L.PurchasedCondition) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
         m = n.purchased
-        where: list[ColumnElement[Any]] = [PL.c.customer_id == F.c.customer_id]
+        lines: list[ColumnElement[Any]] = []
         if m.sku is not None:
-            where.append(PL.c.sku == m.sku)
+            lines.append(PL.c.sku == m.sku)
         if m.brand is not None:
-            where.append(PL.c.brand == m.brand)
+            lines.append(PL.c.brand == m.brand)
         if m.category is not None:
-            where.append(PL.c.category == m.category)
+            lines.append(PL.c.category == m.category)
         if m.tag is not None:
-            where.append(PL.c.tags.contains([m.tag]))
+            lines.append(PL.c.tags.contains([m.tag]))
         if n.within_days is not None:
-            where.append(PL.c.purchased_at > NOW - _days(n.within_days))
+            lines.append(PL.c.purchased_at > NOW - _days(n.within_days))
+        where = [PL.c.customer_id == F.c.customer_id, *lines]
+        if n.within_days is not None:
             # The oldest matching purchase in the window leaves it first.
             oldest = select(func.min(PL.c.purchased_at)).where(*where).scalar_subquery()
-            self._later(oldest + _days(n.within_days))
+            self._later(oldest + _days(n.within_days), column=False)
+            self.purchase_candidates.append(
+                select(
+                    PL.c.customer_id,
+                    (func.min(PL.c.purchased_at) + _days(n.within_days)).label("due"),
+                )
+                .where(*lines)
+                .group_by(PL.c.customer_id)
+            )
         orders = func.count(distinct(PL.c.order_ref))
         measure: ColumnElement[Any]
         if n.measure == "count":
@@ -333,13 +374,24 @@ def compile_definition(definition: Any, resolve: Resolver) -> Compiled:
     trace = c.node(definition, "")
     match = and_(F.c.removed.is_(False), trace.expr)
     recheck: ColumnElement[Any] | None
+    features: ColumnElement[Any] | None = None
+    if len(c.feature_candidates) == 1:
+        features = c.feature_candidates[0]
+    elif c.feature_candidates:
+        features = func.least(*c.feature_candidates)
     if not c.candidates:
         recheck = None
     elif len(c.candidates) == 1:
         recheck = c.candidates[0]
     else:
         recheck = func.least(*c.candidates)
-    return Compiled(match=match, recheck=recheck, trace=trace)
+    return Compiled(
+        match=match,
+        recheck=recheck,
+        trace=trace,
+        recheck_features=features,
+        recheck_purchases=c.purchase_candidates,
+    )
 
 
 def resolver(segments: Mapping[str, L.SegmentInfo]) -> Resolver:

@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import and_, exists, func, literal, select, text, update
+from sqlalchemy import and_, exists, func, literal, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -396,7 +396,10 @@ async def evaluate_segments(
     elif fields is not None:
         chosen = [s for s in chosen if uses_fields(s, segments, fields)]
     for seg in sorted(chosen, key=lambda s: s.id):
-        await evaluate_one(session, segment=seg, segments=segments, now=now, cause=cause)
+        # After a score recompute (fields given) no time-bound candidate changed.
+        await evaluate_one(
+            session, segment=seg, segments=segments, now=now, cause=cause, rechecks=fields is None
+        )
 
 
 async def evaluate_one(
@@ -406,66 +409,96 @@ async def evaluate_one(
     segments: Mapping[str, SegmentRow],
     now: datetime,
     cause: str,
+    rechecks: bool = True,
 ) -> tuple[int, int]:
     """Set-based: whoever matches and has no open stay enters, whoever has one and no longer
-    matches exits. Returns (entered, exited)."""
+    matches exits. Returns (entered, exited). `rechecks`: also bring forward the customers'
+    rechecks for this definition — needed when it is new or changed; otherwise every
+    customer's row is kept exact by reevaluate_customers as their features change."""
     comp = compiled(segment, segments)
     p = compiler.params(now, shop_timezone())
+    # These scans are short and many-branched: JIT compiling them costs more than it saves.
+    await session.execute(text("SET LOCAL jit = off"))
+    # One statement, one scan of the feature store: who matches, the entries (only those
+    # without an open stay are tried; ON CONFLICT still settles races) and the exits.
+    matched = select(F.c.customer_id).where(comp.match).cte("matched")
     member = M.alias("open_m")
-    # Only those without an open stay are tried (an anti-join); ON CONFLICT still settles races.
     not_yet = ~exists(
         select(literal(1))
         .select_from(member)
         .where(
             member.c.segment_id == segment.id,
-            member.c.customer_id == F.c.customer_id,
+            member.c.customer_id == matched.c.customer_id,
             member.c.exited_at.is_(None),
         )
     )
-    base = insert(M).from_select(
-        ["segment_id", "customer_id", "segment_version", "entered_at", "entered_cause"],
-        select(
-            literal(segment.id, M.c.segment_id.type),
-            F.c.customer_id,
-            literal(segment.version),
-            compiler.NOW,
-            literal(cause),
-        ).where(comp.match, not_yet),
-    )
-    opened = base.on_conflict_do_nothing(
-        index_elements=[M.c.segment_id, M.c.customer_id], index_where=M.c.exited_at.is_(None)
-    ).returning(M.c.id, M.c.customer_id, M.c.segment_version)
-    events: list[OutboxEvent] = [
-        entered_event(segment, r.customer_id, r.id, r.segment_version, cause, now)
-        for r in await session.execute(opened, p)
-    ]
-    entered = len(events)
-    still = exists(
-        select(literal(1)).select_from(F).where(F.c.customer_id == M.c.customer_id, comp.match)
+    opened = (
+        insert(M)
+        .from_select(
+            ["segment_id", "customer_id", "segment_version", "entered_at", "entered_cause"],
+            select(
+                literal(segment.id, M.c.segment_id.type),
+                matched.c.customer_id,
+                literal(segment.version),
+                compiler.NOW,
+                literal(cause),
+            ).where(not_yet),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[M.c.segment_id, M.c.customer_id], index_where=M.c.exited_at.is_(None)
+        )
+        .returning(M.c.id, M.c.customer_id, M.c.segment_version, M.c.entered_at)
+        .cte("opened")
     )
     closed = (
         update(M)
-        .where(M.c.segment_id == segment.id, M.c.exited_at.is_(None), ~still)
+        .where(
+            M.c.segment_id == segment.id,
+            M.c.exited_at.is_(None),
+            M.c.customer_id.not_in(select(matched.c.customer_id)),
+        )
         .values(exited_at=compiler.NOW, exited_cause=cause)
         .returning(M.c.id, M.c.customer_id, M.c.segment_version, M.c.entered_at)
+        .cte("closed")
     )
-    events += [
-        exited_event(segment, r.customer_id, r.id, r.segment_version, r.entered_at, cause, now)
-        for r in await session.execute(closed, p)
-    ]
+    changes = union_all(
+        select(literal(True).label("entered"), *opened.c),
+        select(literal(False).label("entered"), *closed.c),
+    )
+    events: list[OutboxEvent] = []
+    exits: list[OutboxEvent] = []
+    for r in await session.execute(changes, p):
+        if r.entered:
+            events.append(
+                entered_event(segment, r.customer_id, r.id, r.segment_version, cause, now)
+            )
+        else:
+            exits.append(
+                exited_event(
+                    segment, r.customer_id, r.id, r.segment_version, r.entered_at, cause, now
+                )
+            )
+    entered = len(events)
+    events += exits
     await emit(session, events)
     await _recount(session, segment.id, now)
-    if comp.recheck is not None:
-        # Earlier is harmless (the customer is re-evaluated and the row recomputed exactly).
-        due = insert(R).from_select(
-            ["customer_id", "due_at"],
-            select(F.c.customer_id, comp.recheck).where(
-                F.c.removed.is_(False), comp.recheck.is_not(None)
-            ),
+    candidates = comp.all_rechecks() if rechecks else None
+    if candidates is not None:
+        # Earlier is harmless (the customer is re-evaluated and the row recomputed exactly), so
+        # only rows that bring a recheck forward are written.
+        c = candidates.subquery("c")
+        sooner = select(c.c.customer_id, c.c.due).where(
+            ~exists(
+                select(literal(1))
+                .select_from(R)
+                .where(R.c.customer_id == c.c.customer_id, R.c.due_at <= c.c.due)
+            )
         )
+        due = insert(R).from_select(["customer_id", "due_at"], sooner)
         due = due.on_conflict_do_update(
             index_elements=[R.c.customer_id],
-            set_={"due_at": func.least(R.c.due_at, due.excluded.due_at)},
+            set_={"due_at": due.excluded.due_at},
+            where=due.excluded.due_at < R.c.due_at,
         )
         await session.execute(due, p)
     return entered, len(events) - entered
