@@ -300,6 +300,9 @@ async def reevaluate_customers(
     wanted: set[tuple[uuid.UUID, uuid.UUID]] = set()
     dues: dict[uuid.UUID, datetime] = {}
     removed: set[uuid.UUID] = set()
+    current: set[tuple[uuid.UUID, uuid.UUID]] = set()
+    dynamic_ids = [s.id for s in dynamic]
+    found: set[uuid.UUID] = set()
     if dynamic:
         comps = [compiled(s, segments) for s in dynamic]
         rechecks = [c.recheck for c in comps if c.recheck is not None]
@@ -310,32 +313,44 @@ async def reevaluate_customers(
             if rechecks
             else literal(None)
         )
-        # One statement: a column per segment.
+        open_now = (
+            select(func.array_agg(M.c.segment_id))
+            .where(
+                M.c.customer_id == F.c.customer_id,
+                M.c.exited_at.is_(None),
+                M.c.segment_id.in_(dynamic_ids),
+            )
+            .scalar_subquery()
+        )
+        # One statement: a column per segment, the next recheck, the open memberships.
         stmt = select(
             F.c.customer_id,
             F.c.removed,
             due.label("due"),
+            open_now.label("open"),
             *(c.match.label(f"s{i}") for i, c in enumerate(comps)),
         ).where(F.c.customer_id.in_(ids))
         for row in await session.execute(stmt, compiler.params(now, shop_timezone())):
+            found.add(row.customer_id)
+            current.update((s, row.customer_id) for s in row.open or ())
             if row.removed:
                 removed.add(row.customer_id)
             for i, seg in enumerate(dynamic):
-                if row[i + 3]:
+                if row[i + 4]:
                     wanted.add((seg.id, row.customer_id))
             if row.due is not None:
                 dues[row.customer_id] = row.due
-    dynamic_ids = [s.id for s in dynamic]
-    current: set[tuple[uuid.UUID, uuid.UUID]] = set()
-    if dynamic_ids:
+    unknown = [c for c in ids if c not in found]
+    if dynamic_ids and unknown:
+        # Not in the feature store (never, or no longer): whatever they are in, they leave.
         rows = await session.execute(
             select(M.c.segment_id, M.c.customer_id).where(
-                M.c.customer_id.in_(ids),
+                M.c.customer_id.in_(unknown),
                 M.c.exited_at.is_(None),
                 M.c.segment_id.in_(dynamic_ids),
             )
         )
-        current = {(r.segment_id, r.customer_id) for r in rows}
+        current.update((r.segment_id, r.customer_id) for r in rows)
     by_id = {s.id: s for s in dynamic}
     leave = sorted(current - wanted)
     await apply_changes(
