@@ -188,3 +188,42 @@ async def test_removed_customers_exit_with_cause_removed_and_members_page(
     evs = await events_for(session, people[0])
     assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_REMOVED
     assert await open_members(session, seg) == set(people[1:])
+
+
+async def test_full_and_incremental_evaluations_at_once_open_one_membership(db: Database) -> None:
+    tag = unique("t")
+    async with db.sessionmaker() as s, s.begin():
+        people = [await customer(s) for _ in range(3)]
+        seg = await make(s, {"field": "tags", "op": "contains", "value": tag}, key=unique("race-"))
+        for c in people:
+            await set_features(s, c, tags=[tag])
+
+    async def full() -> None:
+        async with db.sessionmaker() as s, s.begin():
+            await evaluate_segments(s, now=NOW, cause="evaluation", segment_ids=[seg.id])
+
+    async def incremental(c: uuid.UUID) -> None:
+        async with db.sessionmaker() as s, s.begin():
+            await reevaluate_customers(s, customer_ids=[c], now=NOW, cause="event")
+
+    try:
+        await asyncio.gather(full(), *(incremental(c) for c in people), full())
+        async with db.sessionmaker() as s:
+            stays = (
+                await s.execute(
+                    select(Membership.customer_id, func.count())
+                    .where(Membership.segment_id == seg.id)
+                    .group_by(Membership.customer_id)
+                )
+            ).all()
+            events = await s.scalar(
+                text("SELECT count(*) FROM outbox WHERE key = ANY(:k)"),
+                {"k": [str(c) for c in people]},
+            )
+            count = await s.scalar(select(Segment.member_count).where(Segment.id == seg.id))
+        assert sorted(n for _, n in stays) == [1, 1, 1]
+        assert (events, count) == (3, 3)
+    finally:
+        async with db.sessionmaker() as s, s.begin():
+            await s.execute(text("DELETE FROM segments WHERE id = :i"), {"i": seg.id})
+            await s.execute(text("DELETE FROM features WHERE customer_id = ANY(:i)"), {"i": people})
