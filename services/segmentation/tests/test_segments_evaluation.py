@@ -162,8 +162,10 @@ async def test_due_rechecks_reevaluate_with_cause_window(session: AsyncSession) 
     # Only this customer's (other tests commit theirs; this transaction is rolled back).
     await session.execute(text("DELETE FROM rechecks WHERE customer_id <> :c"), {"c": c})
     assert await jobs.due_rechecks(session, now=NOW) == 0
-    later = NOW + timedelta(days=2)
-    assert await jobs.due_rechecks(session, now=later) == 1
+    # Due just after the window's inclusive end: at it, the verdict turns.
+    due = await session.scalar(select(Recheck.due_at).where(Recheck.customer_id == c))
+    assert due == NOW + timedelta(days=1, seconds=1)
+    assert await jobs.due_rechecks(session, now=due) == 1
     assert await open_members(session, seg) == set()
     evs = await events_for(session, c)
     assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_WINDOW

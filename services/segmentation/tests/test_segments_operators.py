@@ -349,7 +349,9 @@ async def test_recheck_is_when_the_clock_changes_the_verdict(
         )
 
     # last order 10 days ago, "in the last 30 days": true until 20 days from now.
-    assert await due(f("last_order_at", "in_last_days", 30), "a") == NOW + timedelta(days=20)
+    # (Just after the inclusive bound.)
+    in_window = f("last_order_at", "in_last_days", 30)
+    assert await due(in_window, "a") == NOW + timedelta(days=20, seconds=1)
     # b's last order (100 days ago) is past the bound already: nothing to wait for.
     assert await due(f("last_order_at", "not_in_last_days", 30), "b") is None
     # Birthday on 20 June, "in the next 2 days": turns true at local midnight of 18 June.
@@ -360,5 +362,5 @@ async def test_recheck_is_when_the_clock_changes_the_verdict(
         days=10
     )
     # The least of several.
-    both = {"any": [f("last_order_at", "in_last_days", 30), {"purchased": {}, "within_days": 30}]}
+    both = {"any": [in_window, {"purchased": {}, "within_days": 30}]}
     assert await due(both, "a") == NOW + timedelta(days=10)

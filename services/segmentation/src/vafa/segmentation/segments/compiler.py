@@ -70,6 +70,9 @@ def _days(n: int) -> ColumnElement[Any]:
     return literal(timedelta(days=n), Interval())
 
 
+_SECOND = literal(timedelta(seconds=1), Interval())
+
+
 def _local_midnight(day: ColumnElement[Any]) -> ColumnElement[Any]:
     """The instant a shop-calendar day starts (date → timestamptz in the shop's zone)."""
     return func.timezone(TZ, cast(day, DateTime(timezone=False)))
@@ -277,15 +280,16 @@ class _Compiler:
             self._later(_local_midnight(col - n))
             self._later(_local_midnight(col + 1))
             return and_(col >= TODAY, col <= TODAY + n)
+        # The bounds are inclusive: at `col + N` the verdict has not turned yet, just after it
+        # has (a recheck at the bound itself would find nothing changed and nothing to wait for).
         if op == "in_last_days":
-            self._later(col + _days(n))
+            self._later(col + _days(n) + _SECOND)
             return and_(col >= NOW - _days(n), col <= NOW)
         if op == "not_in_last_days":
-            self._later(col + _days(n))
+            self._later(col + _days(n) + _SECOND)
             return col < NOW - _days(n)
         self._later(col - _days(n))
-        # Still true at `col` itself (col >= now); false just after.
-        self._later(col + literal(timedelta(seconds=1), Interval()))
+        self._later(col + _SECOND)
         return and_(col >= NOW, col <= NOW + _days(n))
 
     def _later(self, candidate: ColumnElement[Any], *, column: bool = True) -> None:
