@@ -16,7 +16,8 @@ from typing import Any
 
 import phonenumbers
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import Text, Uuid, func, literal, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -572,73 +573,56 @@ async def import_members(
     header = next(reader, None)
     cols = [h.strip().lower() for h in header or []]
     usable = [c for c in COLUMNS if c in cols]
+    positions = {c: cols.index(c) for c in usable}
     if not usable:
         raise _csv_problem(1, f"the header needs a column {', '.join(COLUMNS)}")
     rejected: list[Rejected] = []
-    wanted: dict[int, tuple[str, str]] = {}  # line → (column, normalised value)
+    wanted: list[tuple[int, str, str, str]] = []  # (line, column, as given, normalised)
     rows = 0
     for values in reader:
         line = reader.line_num
         if not any(v.strip() for v in values):
             continue
         rows += 1
-        col, raw = next(
-            (
-                (c, values[cols.index(c)])
-                for c in usable
-                if cols.index(c) < len(values) and values[cols.index(c)].strip()
-            ),
-            (usable[0], ""),
-        )
-        if not raw.strip():
+        given = {c: values[i].strip() for c, i in positions.items() if i < len(values)}
+        col = next((c for c in usable if given.get(c)), usable[0])
+        raw = given.get(col, "")
+        if not raw:
             rejected.append(Rejected(line, col, raw, "empty"))
             continue
-        norm: str | None
-        if col == "customer_id":
-            try:
-                norm = str(uuid.UUID(raw.strip().translate(_DIGITS)))
-            except ValueError:
-                norm = None
-        elif col == "email":
-            norm = normalise_email(raw)
-        else:
-            norm = normalise_phone(raw, region=region)
+        norm = _normalise(col, raw, region)
         if norm is None:
             rejected.append(Rejected(line, col, raw, f"not a valid {col.replace('_', ' ')}"))
             continue
-        wanted[line] = (col, norm)
-    by_id = [uuid.UUID(v) for c, v in wanted.values() if c == "customer_id"]
-    known_ids = (
-        set(
-            await session.scalars(
-                select(Features.customer_id).where(
-                    Features.customer_id.in_(by_id), Features.removed.is_(False)
-                )
+        wanted.append((line, col, raw, norm))
+    # Two lookups whatever the file's size (arrays, not a bound parameter per row).
+    ids = [uuid.UUID(n) for _, c, _, n in wanted if c == "customer_id"]
+    known = {
+        str(c)
+        for c in await session.scalars(
+            select(Features.customer_id).where(
+                Features.customer_id == func.any(literal(ids, ARRAY(Uuid))),
+                Features.removed.is_(False),
             )
         )
-        if by_id
-        else set()
-    )
-    idents = [v for c, v in wanted.values() if c != "customer_id"]
-    found: dict[str, uuid.UUID] = (
-        {
-            r.value: r.customer_id
-            for r in await session.execute(
-                select(Identity.value, Identity.customer_id).where(Identity.value.in_(idents))
+    }
+    values_ = [n for _, c, _, n in wanted if c != "customer_id"]
+    found = {
+        r.value: r.customer_id
+        for r in await session.execute(
+            select(Identity.value, Identity.customer_id).where(
+                Identity.value == func.any(literal(values_, ARRAY(Text)))
             )
-        }
-        if idents
-        else {}
-    )
+        )
+    }
     matched: set[uuid.UUID] = set()
-    for line, (col, v) in wanted.items():
-        cid = (
-            (uuid.UUID(v) if uuid.UUID(v) in known_ids else None)
-            if col == "customer_id"
-            else found.get(v)
-        )
+    for line, col, raw, norm in wanted:
+        if col == "customer_id":
+            cid = uuid.UUID(norm) if norm in known else None
+        else:
+            cid = found.get(norm)
         if cid is None:
-            rejected.append(Rejected(line, col, v, "no such customer"))
+            rejected.append(Rejected(line, col, raw, "no such customer"))
         else:
             matched.add(cid)
     current = set(
@@ -663,6 +647,17 @@ async def import_members(
     )
     rejected.sort(key=lambda r: r.line)
     return ImportResult(rows, len(matched), entered, exited, rejected)
+
+
+def _normalise(column: str, raw: str, region: str) -> str | None:
+    if column == "customer_id":
+        try:
+            return str(uuid.UUID(raw.translate(_DIGITS)))
+        except ValueError:
+            return None
+    if column == "email":
+        return normalise_email(raw)
+    return normalise_phone(raw, region=region)
 
 
 def _csv_problem(line: int, detail: str) -> Problem:
