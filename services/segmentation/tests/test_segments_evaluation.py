@@ -229,3 +229,14 @@ async def test_full_and_incremental_evaluations_at_once_open_one_membership(db: 
         async with db.sessionmaker() as s, s.begin():
             await s.execute(text("DELETE FROM segments WHERE id = :i"), {"i": seg.id})
             await s.execute(text("DELETE FROM features WHERE customer_id = ANY(:i)"), {"i": people})
+
+
+async def test_a_large_batch_of_customers_in_one_call(session: AsyncSession) -> None:
+    tag = unique("t")
+    c = await customer(session, tags=[tag])
+    seg = await make(session, {"field": "tags", "op": "contains", "value": tag})
+    await set_features(session, c, tags=[])
+    # Far more ids than the driver takes bound parameters: they travel as one array each.
+    strangers = [uuid.uuid4() for _ in range(40_000)]
+    await reevaluate_customers(session, customer_ids=[*strangers, c], now=NOW, cause="event")
+    assert await open_members(session, seg) == set()

@@ -18,8 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import and_, exists, func, literal, select, text, union_all, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Uuid, and_, exists, func, literal, select, text, union_all, update
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import segmentation_pb2 as pb
@@ -45,6 +45,11 @@ CAUSES = {
 }
 # Events per outbox round trip on a full evaluation.
 _EVENT_CHUNK = 5000
+
+
+def _uuids(values: Sequence[uuid.UUID]) -> Any:
+    """One array parameter, however many ids (a parameter each would hit the driver's limit)."""
+    return literal(list(values), ARRAY(Uuid))
 
 
 @functools.cache
@@ -329,7 +334,7 @@ async def reevaluate_customers(
             due.label("due"),
             open_now.label("open"),
             *(c.match.label(f"s{i}") for i, c in enumerate(comps)),
-        ).where(F.c.customer_id.in_(ids))
+        ).where(F.c.customer_id == func.any(_uuids(ids)))
         for row in await session.execute(stmt, compiler.params(now, shop_timezone())):
             found.add(row.customer_id)
             current.update((s, row.customer_id) for s in row.open or ())
@@ -345,7 +350,7 @@ async def reevaluate_customers(
         # Not in the feature store (never, or no longer): whatever they are in, they leave.
         rows = await session.execute(
             select(M.c.segment_id, M.c.customer_id).where(
-                M.c.customer_id.in_(unknown),
+                M.c.customer_id == func.any(_uuids(unknown)),
                 M.c.exited_at.is_(None),
                 M.c.segment_id.in_(dynamic_ids),
             )
