@@ -13,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vafa.events.v1 import segmentation_pb2 as pb
 from vafa.kit import cloudevents
 from vafa.kit.db import Database
+from vafa.segmentation.features import jobs
 from vafa.segmentation.models import Membership, Recheck, Segment
-from vafa.segmentation.segments import jobs, service
+from vafa.segmentation.segments import service
 from vafa.segmentation.segments.evaluation import evaluate_segments, reevaluate_customers
 
 from .segments_fixtures import NOW, customer, purchase, set_features, unique
@@ -153,19 +154,22 @@ async def test_concurrent_reevaluations_open_one_membership(db: Database) -> Non
 
 
 async def test_due_rechecks_reevaluate_with_cause_window(session: AsyncSession) -> None:
-    brand = unique("brand-")
-    c = await customer(session, last_order_at=NOW - timedelta(days=29))
-    seg = await make(session, {"field": "last_order_at", "op": "in_last_days", "value": 30})
-    await purchase(session, c, brand=brand)
+    """The feature store's window job takes the due recheck (registered_at is a profile fact the
+    job's recompute of order features leaves alone)."""
+    c = await customer(session, registered_at=NOW - timedelta(days=29))
+    seg = await make(session, {"field": "registered_at", "op": "in_last_days", "value": 30})
     await reevaluate_customers(session, customer_ids=[c], now=NOW, cause="event")
     assert await open_members(session, seg) == {c}
-    # Only this customer's (other tests commit theirs; this transaction is rolled back).
-    await session.execute(text("DELETE FROM rechecks WHERE customer_id <> :c"), {"c": c})
-    assert await jobs.due_rechecks(session, now=NOW) == 0
+    assert c not in await jobs.run_windows_batch(session, now=NOW, timezone="UTC")
     # Due just after the window's inclusive end: at it, the verdict turns.
     due = await session.scalar(select(Recheck.due_at).where(Recheck.customer_id == c))
     assert due == NOW + timedelta(days=1, seconds=1)
-    assert await jobs.due_rechecks(session, now=due) == 1
+    # Other tests' committed customers may be due too; this transaction is rolled back.
+    await session.execute(text("DELETE FROM rechecks WHERE customer_id <> :c"), {"c": c})
+    await session.execute(
+        text("UPDATE features SET next_window_at = NULL WHERE customer_id <> :c"), {"c": c}
+    )
+    assert await jobs.run_windows_batch(session, now=due, timezone="UTC", batch_size=5000) == [c]
     assert await open_members(session, seg) == set()
     evs = await events_for(session, c)
     assert isinstance(evs[-1], pb.SegmentExited) and evs[-1].cause == pb.MEMBERSHIP_CAUSE_WINDOW
