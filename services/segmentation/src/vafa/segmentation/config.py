@@ -16,6 +16,8 @@ class Settings(ServiceSettings):
     # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
     # relative dates, the RFM and cohort months.
     timezone: str = "UTC"
+    # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
+    phone_region: str = Field(default="IR", min_length=2, max_length=2)
     # The feature store: the calendar birthdays recur on (in a Jalali shop a birthday is kept on
     # its Jalali day); how often the window job looks for customers whose 30/90/365-day windows,
     # birthdays or segment rechecks came due, and how many it takes per transaction.
