@@ -17,7 +17,11 @@ class Body(BaseModel):
 def make_app() -> FastAPI:
     app = FastAPI()
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=100, overrides={"post /upload": 1000})
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=100,
+        overrides={"post /upload": 1000, "POST /lists/{list_id}/import": 500},
+    )
     app.add_middleware(RequestContextMiddleware)
 
     @app.post("/things")
@@ -26,6 +30,10 @@ def make_app() -> FastAPI:
 
     @app.post("/upload")
     async def upload(request: Request) -> dict[str, int]:
+        return {"size": len(await request.body())}
+
+    @app.post("/lists/{list_id}/import")
+    async def list_import(list_id: str, request: Request) -> dict[str, int]:
         return {"size": len(await request.body())}
 
     @app.get("/conflict")
@@ -78,6 +86,15 @@ async def test_a_route_with_its_own_body_limit() -> None:
     r = await call("POST", "/upload", content=chunks())
     assert r.status_code == 413 and r.json()["limit_bytes"] == 1000
     assert (await call("POST", "/things", content=b"x" * 101)).status_code == 413
+
+
+async def test_a_templated_route_with_its_own_body_limit() -> None:
+    assert (await call("POST", "/lists/a-1/import", content=b"x" * 450)).status_code == 200
+    r = await call("POST", "/lists/a-1/import", content=b"x" * 501)
+    assert r.status_code == 413 and r.json()["limit_bytes"] == 500
+    # The template matches one path segment only, and whole paths only.
+    assert (await call("POST", "/lists/a/b/import", content=b"x" * 450)).status_code == 413
+    assert (await call("POST", "/lists/a-1/import/x", content=b"x" * 450)).status_code == 413
 
 
 async def test_domain_problem_with_extension_members() -> None:

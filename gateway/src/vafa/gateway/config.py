@@ -69,9 +69,13 @@ class GatewaySettings(ServiceSettings):
     # default and leaves the others; an empty URL removes a service.
     services: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_SERVICES))
     # Routes whose bodies may pass the 1 MiB default: the customer CSV import (profile answers
-    # with its own, lower limit). JSON in VAFA_GATEWAY_BODY_LIMITS replaces this map.
+    # with its own, lower limit) and a static segment's member list. Paths may be templates.
+    # JSON in VAFA_GATEWAY_BODY_LIMITS replaces this map.
     body_limits: dict[str, int] = Field(
-        default_factory=lambda: {"POST /v1/customers/imports": 26 * 1024 * 1024}
+        default_factory=lambda: {
+            "POST /v1/customers/imports": 26 * 1024 * 1024,
+            "POST /v1/segments/{segment_id}/members/import": 16 * 1024 * 1024,
+        }
     )
 
     # The first admin key, in clear (it is what an operator types); hashed at start-up.

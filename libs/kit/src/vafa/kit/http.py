@@ -4,6 +4,7 @@ and the request-size limit. Pure ASGI rather than BaseHTTPMiddleware: no per-req
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -83,7 +84,8 @@ class RequestContextMiddleware:
 class BodySizeLimitMiddleware:
     """Refuses bodies over `max_bytes` with 413 problem+json, by Content-Length up front and by
     counting while streaming (a chunked body has no Content-Length). `overrides` gives single
-    routes their own limit, keyed "METHOD /path" (a CSV upload beside 1 MiB JSON routes)."""
+    routes their own limit, keyed "METHOD /path" (a CSV upload beside 1 MiB JSON routes); the
+    path may be a template, "POST /v1/segments/{segment_id}/members/import"."""
 
     def __init__(
         self, app: ASGIApp, max_bytes: int, overrides: Mapping[str, int] | None = None
@@ -91,15 +93,32 @@ class BodySizeLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
         self.overrides: dict[str, int] = {}
+        self.templates: list[tuple[re.Pattern[str], int]] = []
         for route, limit in (overrides or {}).items():
             method, _, path = route.strip().partition(" ")
-            self.overrides[f"{method.upper()} {path.strip()}"] = limit
+            key = f"{method.upper()} {path.strip()}"
+            if "{" in key:
+                parts = re.split(r"\{[^/{}]+\}", key)
+                self.templates.append(
+                    (re.compile("[^/]+".join(re.escape(p) for p in parts) + r"\Z"), limit)
+                )
+            else:
+                self.overrides[key] = limit
+
+    def limit_for(self, method: str, path: str) -> int:
+        key = f"{method} {path}"
+        if key in self.overrides:
+            return self.overrides[key]
+        for pattern, limit in self.templates:
+            if pattern.match(key):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get(f"{scope['method']} {scope['path']}", self.max_bytes)
+        limit = self.limit_for(scope["method"], scope["path"])
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:

@@ -18,6 +18,11 @@ class Settings(ServiceSettings):
     timezone: str = "UTC"
     # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
     phone_region: str = Field(default="IR", min_length=2, max_length=2)
+    # A static segment's CSV may hold a few hundred thousand emails or phones; every other
+    # route keeps the kit's 1 MiB.
+    body_limits: dict[str, int] = Field(
+        default_factory=lambda: {"POST /v1/segments/{segment_id}/members/import": 16 * 1024 * 1024}
+    )
     # The feature store: the calendar birthdays recur on (in a Jalali shop a birthday is kept on
     # its Jalali day); how often the window job looks for customers whose 30/90/365-day windows,
     # birthdays or segment rechecks came due, and how many it takes per transaction.
