@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("clusters", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("inertia", sa.Double(), nullable=False),
+        sa.Column("silhouette", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cluster_runs")),
     )
     op.create_table(

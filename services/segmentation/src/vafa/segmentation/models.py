@@ -344,3 +344,5 @@ class ClusterRun(Base):
     customers: Mapped[int] = mapped_column(Integer, nullable=False)
     clusters: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     inertia: Mapped[float] = mapped_column(Double, nullable=False)
+    # {k: silhouette} of the candidates tried when k was left to the run; null when given.
+    silhouette: Mapped[dict[str, float] | None] = mapped_column(JSONB)

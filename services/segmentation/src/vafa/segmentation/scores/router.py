@@ -1,15 +1,21 @@
+import uuid
+from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 
 from vafa.kit.auth import StaffRead, StaffWrite
 from vafa.kit.db import SessionDep
-from vafa.kit.errors import NotFound
-from vafa.segmentation.models import ClvModel
-from vafa.segmentation.scores import rfm
+from vafa.kit.errors import NotFound, Problem
+from vafa.segmentation.models import ClusterRun, ClvModel
+from vafa.segmentation.scores import clusters, reports, rfm
 from vafa.segmentation.scores.clv import service as clv_service
 from vafa.segmentation.scores.schemas import (
     BgNbdRead,
+    ClusterCreate,
+    ClusterRead,
+    ClusterRunRead,
     ClvBands,
     ClvModelRead,
     GammaGammaRead,
@@ -18,6 +24,8 @@ from vafa.segmentation.scores.schemas import (
     RfmRead,
     RfmRecomputeRead,
     RfmSegmentRead,
+    ValueReport,
+    ValueRow,
 )
 
 router = APIRouter(tags=["scores"])
@@ -114,3 +122,88 @@ async def fit_clv(request: Request, session: SessionDep, _: StaffWrite) -> ClvMo
     model = await clv_service.fit_clv(session, now=datetime.now(UTC), policy=policy)
     await session.commit()
     return _clv_read(model)
+
+
+def _query_problem(name: str, detail: str) -> Problem:
+    pointer = f"/query/{name}"
+    return Problem(
+        422,
+        f"{pointer}: {detail}.",
+        title="Your request is not valid",
+        type="validation",
+        errors=[{"pointer": pointer, "detail": detail, "type": "value_error"}],
+    )
+
+
+@router.get(
+    "/v1/segmentation/reports/value",
+    response_model=ValueReport,
+    summary="Value by acquisition cohort (last 6, 12 or 18 months), channel, or registration",
+)
+async def value_report(
+    request: Request,
+    session: SessionDep,
+    _: StaffRead,
+    by: Annotated[Literal["cohort", "channel", "registration"], Query()] = "cohort",
+    months: Annotated[int | None, Query(description="6, 12 or 18; by=cohort only")] = None,
+) -> ValueReport:
+    if by != "cohort":
+        if months is not None:
+            raise _query_problem("months", "applies to by=cohort only")
+        rows = (
+            await reports.by_channel(session)
+            if by == "channel"
+            else await reports.by_registration(session)
+        )
+        return ValueReport(by=by, rows=[ValueRow(**asdict(r)) for r in rows])
+    months = 12 if months is None else months
+    if months not in reports.COHORT_MONTHS:
+        raise _query_problem("months", "must be 6, 12 or 18")
+    settings = request.app.state.settings
+    rows = await reports.by_cohort(
+        session, now=datetime.now(UTC), months=months, timezone=settings.timezone
+    )
+    return ValueReport(by=by, months=months, rows=[ValueRow(**asdict(r)) for r in rows])
+
+
+def _run_read(run: ClusterRun) -> ClusterRunRead:
+    return ClusterRunRead(
+        id=run.id,
+        created_at=run.created_at,
+        k=run.k,
+        features=run.features,
+        customers=run.customers,
+        inertia=run.inertia,
+        silhouette=run.silhouette,
+        clusters=[ClusterRead(**c) for c in run.clusters],
+    )
+
+
+@router.post(
+    "/v1/segmentation/clusters",
+    response_model=ClusterRunRead,
+    status_code=201,
+    summary="Cluster the customers (k-means on standardised features) and propose segments",
+)
+async def create_cluster_run(
+    body: ClusterCreate, request: Request, session: SessionDep, _: StaffWrite
+) -> ClusterRunRead:
+    cap = request.app.state.settings.cluster_sample_cap
+    run = await clusters.run_clusters(
+        session,
+        now=datetime.now(UTC),
+        k=body.k,
+        features=list(body.features),
+        sample_size=min(body.sample_size or cap, cap),
+    )
+    await session.commit()
+    return _run_read(run)
+
+
+@router.get(
+    "/v1/segmentation/clusters/{run_id}",
+    response_model=ClusterRunRead,
+    summary="One cluster run with each cluster's profile and suggested definition",
+)
+async def read_cluster_run(run_id: uuid.UUID, session: SessionDep, _: StaffRead) -> ClusterRunRead:
+    return _run_read(await clusters.get_run(session, run_id=run_id))
