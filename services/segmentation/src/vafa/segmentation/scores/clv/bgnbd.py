@@ -58,8 +58,10 @@ def fit(
     total = float(w.sum())
 
     def objective(theta: Array) -> float:
-        p = BgNbdParams(*np.exp(theta))
-        value = -float(np.dot(w, log_likelihood_terms(p, x, t_x, T))) / total
+        # Wild steps of the line search overflow; they are simply bad points.
+        with np.errstate(all="ignore"):
+            p = BgNbdParams(*np.exp(theta))
+            value = -float(np.dot(w, log_likelihood_terms(p, x, t_x, T))) / total
         return value if np.isfinite(value) else 1e100
 
     start = np.log(np.array([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0]))

@@ -58,7 +58,9 @@ def fit(x: Array, zbar: Array, *, max_iter: int = 2000) -> Fit:
     n = max(len(x), 1)
 
     def objective(theta: Array) -> float:
-        value = -float(log_likelihood_terms(GammaGammaParams(*np.exp(theta)), x, zbar).sum()) / n
+        with np.errstate(all="ignore"):  # wild line-search steps are simply bad points
+            params = GammaGammaParams(*np.exp(theta))
+            value = -float(log_likelihood_terms(params, x, zbar).sum()) / n
         return value if np.isfinite(value) else 1e100
 
     start = np.log(np.array([1.0, 2.0, max(float(np.mean(zbar)), 1e-3)]))
