@@ -68,20 +68,23 @@ def fit(
     res = optimize.minimize(
         objective, start, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": 1e-12}
     )
-    # A Nelder-Mead polish from L-BFGS-B's point: cheap, and robust where the finite-difference
-    # gradient is poor (flat likelihoods on small shops).
-    polish = optimize.minimize(
-        objective,
-        res.x,
-        method="Nelder-Mead",
-        options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12},
-    )
-    best = polish if polish.fun <= res.fun else res
+    best = res
+    if not res.success:
+        # A Nelder-Mead polish from where L-BFGS-B stopped, only when it did not converge:
+        # robust where the finite-difference gradient is poor (flat likelihoods, small shops),
+        # but slow on large ones.
+        polish = optimize.minimize(
+            objective,
+            res.x,
+            method="Nelder-Mead",
+            options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12},
+        )
+        best = polish if polish.fun <= res.fun else res
     return Fit(
         params=BgNbdParams(*(float(v) for v in np.exp(best.x))),
         log_likelihood=-float(best.fun) * total,
-        converged=bool(res.success or polish.success),
-        iterations=int(res.nit) + int(polish.nit),
+        converged=bool(best.success),
+        iterations=int(res.nit) + (int(best.nit) if best is not res else 0),
         message=str(best.message),
     )
 
