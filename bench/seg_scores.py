@@ -40,13 +40,13 @@ INSERT INTO features (customer_id, orders_count, total_spent, avg_order_value,
                       first_order_at, last_order_at, cohort, acquisition_channel)
 SELECT md5('c' || i)::uuid,
        o, o * s, s,
-       $1::timestamptz - make_interval(days => 400 + (i % 300)),
-       $1::timestamptz - make_interval(days => (i * 7919) % 700),
-       '2026-0' || (1 + i % 6), (ARRAY['web', 'instagram', 'shop', ''])[1 + i % 4]
+       $1::timestamptz - make_interval(days => (400 + i % 300)::int),
+       $1::timestamptz - make_interval(days => ((i * 7919) % 700)::int),
+       '2026-0' || (1 + i % 6), (ARRAY['web', 'instagram', 'shop', ''])[(1 + i % 4)::int]
 FROM (SELECT i,
              CASE WHEN i % 10 < 7 THEN 1 + (i % 3) ELSE 1 + (i * 31) % 40 END AS o,
              1000 + (i * 7907) % 90000 AS s
-      FROM generate_series(1, $2) AS i) g
+      FROM generate_series(1, $2::bigint) AS i) g
 """
 # Orders for the CLV history: `k` per customer over the last two years, some refunds and
 # cancellations.
@@ -55,10 +55,10 @@ INSERT INTO orders (order_ref, customer_id, status, placed_at, paid_at, currency
                     refunded_minor)
 SELECT 'b-' || i || '-' || k, md5('c' || i)::uuid,
        CASE WHEN (i + k) % 29 = 0 THEN 'cancelled' ELSE 'paid' END,
-       $1::timestamptz - make_interval(days => ((i * 13 + k * 97) % 730)),
-       $1::timestamptz - make_interval(days => ((i * 13 + k * 97) % 730)),
+       $1::timestamptz - make_interval(days => ((i * 13 + k * 97) % 730)::int),
+       $1::timestamptz - make_interval(days => ((i * 13 + k * 97) % 730)::int),
        'USD', 1000 + (i * 7907 + k * 131) % 90000, CASE WHEN (i + k) % 53 = 0 THEN 500 ELSE 0 END
-FROM generate_series(1, $2) AS i,
+FROM generate_series(1, $2::bigint) AS i,
      LATERAL generate_series(1, CASE WHEN i % 10 < 6 THEN 1 ELSE 1 + (i * 17) % ($3 * 2) END) AS k
 """
 

@@ -231,6 +231,17 @@ async def test_cdnow_orders_give_the_published_history_and_fit(session: AsyncSes
     again = await service.fit_clv(session, now=CALIBRATION_END, policy=policy)
     assert again.diagnostics["written"] == 0 and again.diagnostics["cleared"] == 0
 
+    # Profile merged customer 1 away: their prediction is cleared, nobody else's moves much.
+    await session.execute(
+        text("UPDATE features SET removed = true WHERE customer_id = :c"), {"c": ids[1]}
+    )
+    third = await service.fit_clv(session, now=CALIBRATION_END, policy=policy)
+    assert third.diagnostics["cleared"] == 1 and third.customers == 2356
+    gone = await session.execute(
+        text("SELECT clv_value, clv_band FROM features WHERE customer_id = :c"), {"c": ids[1]}
+    )
+    assert tuple(gone.one()) == (None, None)
+
 
 async def test_only_paid_orders_count_and_one_day_is_one_purchase(session: AsyncSession) -> None:
     day = datetime(2026, 3, 1, 10, tzinfo=UTC)
