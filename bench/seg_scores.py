@@ -182,7 +182,8 @@ async def main() -> None:
                 f"{time.perf_counter() - started:.2f} s",
                 f"{d['written']:,} written",
             )
-            table.add_row("  of which both fits", f"{d['fit_seconds']:.2f} s", "")
+            for phase in ("load", "fit", "predict", "write"):
+                table.add_row(f"  of which {phase}", f"{d[phase + '_seconds']:.2f} s", "")
             console.print({"bgnbd": model.params["bgnbd"], "gg": model.params["gamma_gamma"]})
 
     console.print(table)

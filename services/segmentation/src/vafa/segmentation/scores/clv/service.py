@@ -34,6 +34,7 @@ from vafa.kit.errors import Problem
 from vafa.segmentation.config import Settings
 from vafa.segmentation.models import ClvModel
 from vafa.segmentation.scores.clv import bgnbd, gamma_gamma
+from vafa.segmentation.scores.rfm import tune_batch
 from vafa.segmentation.segments.evaluation import evaluate_segments
 
 CLV_LOCK = 0x5EC_0F_0002
@@ -272,8 +273,10 @@ def _fit_diagnostics(fit: bgnbd.Fit | gamma_gamma.Fit | None) -> dict[str, Any] 
 async def fit_clv(session: AsyncSession, *, now: datetime, policy: ClvPolicy) -> ClvModel:
     """Fits, predicts and writes in the caller's transaction (the caller commits)."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CLV_LOCK})
+    await tune_batch(session)
     started = time.perf_counter()
     currency, h = await load_history(session, now=now, timezone=policy.timezone)
+    loaded = time.perf_counter()
     repeat = int((h.x > 0).sum())
     if len(h.x) < MIN_CUSTOMERS or repeat < MIN_REPEAT_CUSTOMERS:
         raise Problem(
@@ -286,6 +289,7 @@ async def fit_clv(session: AsyncSession, *, now: datetime, policy: ClvPolicy) ->
         )
     fitted = await asyncio.to_thread(fit_models, h)
     prediction = await asyncio.to_thread(predict, h, fitted, policy)
+    predicted = time.perf_counter()
     written, cleared = await _write(session, h, prediction, now)
     bg = fitted.bgnbd.params
     gg = fitted.gamma_gamma.params if fitted.gamma_gamma else None
@@ -304,7 +308,10 @@ async def fit_clv(session: AsyncSession, *, now: datetime, policy: ClvPolicy) ->
         diagnostics={
             "bgnbd": _fit_diagnostics(fitted.bgnbd),
             "gamma_gamma": _fit_diagnostics(fitted.gamma_gamma),
+            "load_seconds": round(loaded - started, 3),
             "fit_seconds": round(fitted.seconds, 3),
+            "predict_seconds": round(predicted - loaded - fitted.seconds, 3),
+            "write_seconds": round(time.perf_counter() - predicted, 3),
             "total_seconds": round(time.perf_counter() - started, 3),
             "written": written,
             "cleared": cleared,
