@@ -2,12 +2,14 @@
 checked by direct numerical integration of the posterior, and the whole path on the real
 database: orders -> purchase history -> fits -> features.clv_* and clv_models -> the API."""
 
+import asyncio
 import csv
 import math
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -288,6 +290,18 @@ async def test_too_little_history_is_refused(session: AsyncSession) -> None:
     assert err.value.status == 409 and err.value.extensions["customers"] == 1
 
 
+async def seed_history(db: Database, today: datetime, customers: int = 60) -> None:
+    rng = np.random.default_rng(7)
+    async with db.sessionmaker() as s:
+        for i in range(customers):
+            c = await add_customer(s)
+            first = today - timedelta(days=int(rng.integers(60, 700)))
+            for k in range(int(rng.integers(1, 6)) if i % 3 else 1):
+                when = first + timedelta(days=int(rng.integers(0, (today - first).days)) * (k > 0))
+                await add_order(s, c, when, int(rng.integers(1_000, 50_000)))
+        await s.commit()
+
+
 @pytest.fixture
 async def clean(db: Database) -> AsyncIterator[None]:
     await clear_scores(db)
@@ -302,15 +316,7 @@ async def test_api_fit_and_read(client: httpx.AsyncClient, db: Database, clean: 
     assert r.status_code == 409 and r.json()["type"].endswith("insufficient-history")
 
     today = datetime.now(UTC)
-    rng = np.random.default_rng(7)
-    async with db.sessionmaker() as s:
-        for i in range(60):
-            c = await add_customer(s)
-            first = today - timedelta(days=int(rng.integers(60, 700)))
-            for k in range(int(rng.integers(1, 6)) if i % 3 else 1):
-                when = first + timedelta(days=int(rng.integers(0, (today - first).days)) * (k > 0))
-                await add_order(s, c, when, int(rng.integers(1_000, 50_000)))
-        await s.commit()
+    await seed_history(db, today)
     assert (await client.post("/v1/segmentation/clv/fit", headers=VIEWER)).status_code == 403
     r = await client.post("/v1/segmentation/clv/fit", headers=MARKETER)
     assert r.status_code == 200, r.text
@@ -327,3 +333,22 @@ async def test_api_fit_and_read(client: httpx.AsyncClient, db: Database, clean: 
         ).scalar_one()
     assert n == 60
     assert date.fromisoformat(fitted["fitted_at"][:10]) == today.date()
+
+
+async def test_concurrent_fits_serialise(db: Database, clean: None) -> None:
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    await seed_history(db, now)
+
+    async def fit() -> dict[str, Any]:
+        async with db.sessionmaker() as s:
+            model = await service.fit_clv(s, now=now, policy=service.ClvPolicy())
+            await s.commit()
+            return model.diagnostics
+
+    a, b = await asyncio.gather(fit(), fit())
+    # The second waited for the first's commit: same data, same fit, nothing left to write.
+    assert sorted([a["written"], b["written"]]) == [0, 60]
+    assert a["bgnbd"]["log_likelihood"] == pytest.approx(b["bgnbd"]["log_likelihood"])
+    async with db.sessionmaker() as s:
+        models = (await s.execute(text("SELECT count(*) FROM clv_models"))).scalar_one()
+    assert models == 2
