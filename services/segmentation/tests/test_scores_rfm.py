@@ -114,6 +114,22 @@ async def test_equal_values_get_equal_scores_and_a_big_tie_scores_where_it_start
     assert {got[c][0] for c in ids} == {1}
 
 
+async def test_recency_is_the_day_of_the_shop(session: AsyncSession) -> None:
+    # 20:00 and 23:00 UTC on 1 May: one day in UTC, two in Tehran (3:30 ahead).
+    early = await add_customer(
+        session, orders_count=1, total_spent=1, last_order_at=datetime(2026, 5, 1, 20, tzinfo=UTC)
+    )
+    late = await add_customer(
+        session, orders_count=1, total_spent=1, last_order_at=datetime(2026, 5, 1, 23, tzinfo=UTC)
+    )
+    await rfm.recompute_rfm(session, now=NOW)
+    got = await scores(session)
+    assert got[early][0] == got[late][0] == 1
+    await rfm.recompute_rfm(session, now=NOW, timezone="Asia/Tehran")
+    got = await scores(session)
+    assert (got[early][0], got[late][0]) == (1, 3)
+
+
 async def test_only_changed_rows_are_written_and_the_unscored_are_cleared(
     session: AsyncSession,
 ) -> None:

@@ -18,10 +18,13 @@ log = structlog.get_logger(__name__)
 
 
 async def run_rfm(
-    sessionmaker: async_sessionmaker[AsyncSession], *, now: datetime | None = None
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    timezone: str = "UTC",
+    now: datetime | None = None,
 ) -> rfm.RfmSummary:
     async with sessionmaker() as session:
-        summary = await rfm.recompute_rfm(session, now=now or datetime.now(UTC))
+        summary = await rfm.recompute_rfm(session, now=now or datetime.now(UTC), timezone=timezone)
         await session.commit()
     log.info(
         "rfm_recomputed",
@@ -56,7 +59,7 @@ def periodic(settings: Settings) -> list[Periodic]:
     policy = clv_service.ClvPolicy.of(settings)
 
     async def rfm_job(ctx: WorkerContext) -> None:
-        await run_rfm(ctx.db.sessionmaker)
+        await run_rfm(ctx.db.sessionmaker, timezone=settings.timezone)
 
     async def clv_job(ctx: WorkerContext) -> None:
         await run_clv(ctx.db.sessionmaker, policy=policy)

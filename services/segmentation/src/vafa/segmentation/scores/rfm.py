@@ -1,7 +1,8 @@
 """RFM: recency, frequency and monetary quintile scores (1-5) and the named segments.
 
-Who is scored: customers with at least one paid order who are not removed. R ranks
-`last_order_at` (the most recent get 5), F `orders_count`, M `total_spent`. A score is
+Who is scored: customers with at least one paid order who are not removed. R ranks the day of
+`last_order_at` in the shop's time zone (the most recent get 5; the same day is the same
+recency), F `orders_count`, M `total_spent`. A score is
 1 + floor(5 * (share of scored customers with a strictly lower value)), so equal values always
 get equal scores (ntile would split a tie arbitrarily), the lowest value always scores 1, and a
 value shared by many customers scores where the tie starts (60% of customers with one order all
@@ -105,15 +106,15 @@ GRID = _grid()
 _RECOMPUTE = text(
     """
 WITH eligible AS MATERIALIZED (
-    SELECT customer_id, last_order_at, orders_count, total_spent,
-           rfm_r, rfm_f, rfm_m, rfm_segment
+    SELECT customer_id, (last_order_at AT TIME ZONE CAST(:tz AS text))::date AS last_day,
+           orders_count, total_spent, rfm_r, rfm_f, rfm_m, rfm_segment
     FROM features
     WHERE NOT removed AND orders_count > 0 AND last_order_at IS NOT NULL
 ), total AS (
     SELECT count(*) AS n FROM eligible
 ), r AS (
     SELECT v, (1 + 5 * ((sum(c) OVER (ORDER BY v))::bigint - c) / (SELECT n FROM total))::smallint AS s
-    FROM (SELECT last_order_at AS v, count(*) AS c FROM eligible GROUP BY 1) g
+    FROM (SELECT last_day AS v, count(*) AS c FROM eligible GROUP BY 1) g
 ), f AS (
     SELECT v, (1 + 5 * ((sum(c) OVER (ORDER BY v))::bigint - c) / (SELECT n FROM total))::smallint AS s
     FROM (SELECT orders_count AS v, count(*) AS c FROM eligible GROUP BY 1) g
@@ -125,7 +126,7 @@ WITH eligible AS MATERIALIZED (
            r.s AS r, f.s AS f, m.s AS m,
            (CAST(:grid AS text[]))[(r.s - 1) * 5 + (f.s + m.s + 1) / 2] AS segment
     FROM eligible e
-    JOIN r ON r.v = e.last_order_at
+    JOIN r ON r.v = e.last_day
     JOIN f ON f.v = e.orders_count
     JOIN m ON m.v = e.total_spent
 ), changed AS (
@@ -243,12 +244,16 @@ async def report(session: AsyncSession, *, now: datetime) -> RfmReport:
     )
 
 
-async def recompute_rfm(session: AsyncSession, *, now: datetime) -> RfmSummary:
+async def recompute_rfm(
+    session: AsyncSession, *, now: datetime, timezone: str = "UTC"
+) -> RfmSummary:
     """Scores every customer in the caller's transaction (the caller commits); re-evaluates
     the segments that test a score when any changed."""
     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RFM_LOCK})
     await tune_batch(session)
-    changed = (await session.execute(_RECOMPUTE, {"now": now, "grid": GRID})).rowcount  # type: ignore[attr-defined]
+    changed = (
+        await session.execute(_RECOMPUTE, {"now": now, "grid": GRID, "tz": timezone})
+    ).rowcount  # type: ignore[attr-defined]
     cleared = (await session.execute(_CLEAR, {"now": now})).rowcount  # type: ignore[attr-defined]
     if changed or cleared:
         await evaluate_segments(session, now=now, cause="evaluation", fields=RFM_FIELDS)

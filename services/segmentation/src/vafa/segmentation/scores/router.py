@@ -71,8 +71,10 @@ async def read_rfm(session: SessionDep, _: StaffRead) -> RfmRead:
     response_model=RfmRecomputeRead,
     summary="Recompute every customer's RFM scores now, as the periodic job does",
 )
-async def recompute_rfm(session: SessionDep, _: StaffWrite) -> RfmRecomputeRead:
-    summary = await rfm.recompute_rfm(session, now=datetime.now(UTC))
+async def recompute_rfm(request: Request, session: SessionDep, _: StaffWrite) -> RfmRecomputeRead:
+    summary = await rfm.recompute_rfm(
+        session, now=datetime.now(UTC), timezone=request.app.state.settings.timezone
+    )
     await session.commit()
     read = _rfm_read(summary.report)
     return RfmRecomputeRead(
