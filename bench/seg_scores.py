@@ -156,16 +156,10 @@ async def main() -> None:
     )
 
     if not args.skip_clv:
-        sql = str(clv._HISTORY.compile(compile_kwargs={}))
-        sql = (
-            sql.replace(":tz", "$1")
-            .replace("CAST(:paid AS text[])", "$2::text[]")
-            .replace(":currency", "$3")
-            .replace(":now", "$4")
-            .replace("CAST(:today AS date)", "$5::date")
-        )
         started = time.perf_counter()
-        hist = await raw.fetch(sql, "UTC", ["paid", "fulfilled"], "USD", NOW, NOW.date())
+        hist = await raw.fetch(
+            clv.HISTORY_SQL, "UTC", ["paid", "fulfilled"], "USD", NOW, NOW.date()
+        )
         table.add_row(
             "baseline: CLV history query, asyncpg fetch",
             f"{time.perf_counter() - started:.2f} s",

@@ -147,22 +147,19 @@ _CLEAR = text(
     " AND (removed OR orders_count = 0 OR last_order_at IS NULL)"
 )
 
-_BY_SEGMENT = text(
-    "SELECT rfm_segment AS key, count(*) AS customers,"
-    " avg(extract(epoch FROM (:now - last_order_at)) / 86400.0) AS recency_days,"
-    " avg(orders_count) AS orders, avg(total_spent) AS spend"
-    " FROM features WHERE rfm_segment IS NOT NULL AND NOT removed GROUP BY rfm_segment"
-)
-
-# One scan: the value range behind each score of each dimension.
-_EDGES = text(
-    "SELECT rfm_r, rfm_f, rfm_m,"
-    " min(extract(epoch FROM (:now - last_order_at)) / 86400.0) AS min_recency,"
-    " max(extract(epoch FROM (:now - last_order_at)) / 86400.0) AS max_recency,"
+# One scan for the whole report: per segment (means) and per score of each dimension (the value
+# range behind it), as grouping sets.
+_REPORT = text(
+    "WITH scored AS ("
+    " SELECT rfm_segment, rfm_r, rfm_f, rfm_m, orders_count, total_spent,"
+    " extract(epoch FROM (:now - last_order_at)) / 86400.0 AS recency"
+    " FROM features WHERE rfm_segment IS NOT NULL AND NOT removed)"
+    " SELECT rfm_segment, rfm_r, rfm_f, rfm_m, count(*) AS customers,"
+    " avg(recency) AS recency_days, avg(orders_count) AS orders, avg(total_spent) AS spend,"
+    " min(recency) AS min_recency, max(recency) AS max_recency,"
     " min(orders_count) AS min_orders, max(orders_count) AS max_orders,"
     " min(total_spent) AS min_spend, max(total_spent) AS max_spend"
-    " FROM features WHERE rfm_segment IS NOT NULL AND NOT removed"
-    " GROUP BY GROUPING SETS ((rfm_r), (rfm_f), (rfm_m))"
+    " FROM scored GROUP BY GROUPING SETS ((rfm_segment), (rfm_r), (rfm_f), (rfm_m))"
 )
 
 
@@ -204,7 +201,8 @@ class RfmSummary:
 
 
 async def report(session: AsyncSession, *, now: datetime) -> RfmReport:
-    rows = {r.key: r for r in await session.execute(_BY_SEGMENT, {"now": now})}
+    result = (await session.execute(_REPORT, {"now": now})).all()
+    rows = {r.rfm_segment: r for r in result if r.rfm_segment is not None}
     total = sum(int(r.customers) for r in rows.values())
 
     def num(v: Any) -> float | None:
@@ -228,7 +226,9 @@ async def report(session: AsyncSession, *, now: datetime) -> RfmReport:
     recency: list[Edge] = []
     frequency: list[Edge] = []
     monetary: list[Edge] = []
-    for e in await session.execute(_EDGES, {"now": now}):
+    for e in result:
+        if e.rfm_segment is not None:
+            continue
         if e.rfm_r is not None:
             recency.append(Edge(int(e.rfm_r), float(e.min_recency), float(e.max_recency)))
         elif e.rfm_f is not None:

@@ -93,24 +93,23 @@ _CURRENCY = text(
     " GROUP BY currency ORDER BY count(*) DESC, currency LIMIT 1"
 )
 
-_HISTORY = text(
-    """
+# asyncpg's own placeholders: a million rows are fetched on the driver connection (in the
+# session's transaction), about twice as fast as through SQLAlchemy rows.
+HISTORY_SQL = """
 WITH days AS (
-    SELECT customer_id, (placed_at AT TIME ZONE :tz)::date AS d,
+    SELECT customer_id, (placed_at AT TIME ZONE $1::text)::date AS d,
            sum(total_minor - refunded_minor) AS v
     FROM orders
-    WHERE status = ANY(CAST(:paid AS text[])) AND currency = :currency AND placed_at <= :now
+    WHERE status = ANY($2::text[]) AND currency = $3 AND placed_at <= $4
       AND customer_id NOT IN (SELECT customer_id FROM features WHERE removed)
     GROUP BY 1, 2
 ), marked AS (
     SELECT customer_id, d, v, min(d) OVER (PARTITION BY customer_id) AS d0 FROM days
 )
-SELECT customer_id, count(*) - 1 AS x, max(d) - min(d) AS t_x,
-       CAST(:today AS date) - min(d) AS age,
+SELECT customer_id, count(*) - 1 AS x, max(d) - min(d) AS t_x, $5::date - min(d) AS age,
        coalesce(sum(v) FILTER (WHERE d > d0), 0) AS repeat_value
 FROM marked GROUP BY customer_id
 """
-)
 
 
 async def load_history(
@@ -120,18 +119,18 @@ async def load_history(
         await session.execute(_CURRENCY, {"paid": list(PAID), "now": now})
     ).scalar_one_or_none()
     today = now.astimezone(ZoneInfo(timezone)).date()
-    rows = (
-        await session.execute(
-            _HISTORY,
-            {"tz": timezone, "paid": list(PAID), "currency": currency, "now": now, "today": today},
-        )
-    ).all()
+    conn = await session.connection()
+    raw = await conn.get_raw_connection()
+    rows = await raw.driver_connection.fetch(  # type: ignore[union-attr]
+        HISTORY_SQL, timezone, list(PAID), currency, now, today
+    )
+    n = len(rows)
     return currency or "", History(
-        customer_ids=[r.customer_id for r in rows],
-        x=np.fromiter((r.x for r in rows), np.float64, len(rows)),
-        t_x=np.fromiter((r.t_x for r in rows), np.float64, len(rows)),
-        T=np.fromiter((r.age for r in rows), np.float64, len(rows)),
-        repeat_value=np.fromiter((r.repeat_value for r in rows), np.float64, len(rows)),
+        customer_ids=[r["customer_id"] for r in rows],
+        x=np.fromiter((r["x"] for r in rows), np.float64, n),
+        t_x=np.fromiter((r["t_x"] for r in rows), np.float64, n),
+        T=np.fromiter((r["age"] for r in rows), np.float64, n),
+        repeat_value=np.fromiter((r["repeat_value"] for r in rows), np.float64, n),
     )
 
 
