@@ -200,7 +200,8 @@ async def test_cdnow_orders_give_the_published_history_and_fit(session: AsyncSes
     one = (
         await session.execute(
             text(
-                "SELECT clv_expected_purchases, clv_probability_alive, clv_value, clv_band"
+                "SELECT clv_expected_purchases, clv_probability_alive, clv_value, clv_band,"
+                " clv_order_value"
                 " FROM features WHERE customer_id = :c"
             ),
             {"c": ids[1]},
@@ -213,6 +214,8 @@ async def test_cdnow_orders_give_the_published_history_and_fit(session: AsyncSes
         np.array([2.0]),
         np.array([2235.0]),  # $22.35, the customer's published zbar
     )[0]
+    assert one.clv_order_value == pytest.approx(value, abs=1)  # zbar here is rounded to cents
+    # CLV from the unrounded purchases: within a cent of the rounded product.
     assert one.clv_value == pytest.approx(one.clv_expected_purchases * value, abs=1)
 
     bands = dict(

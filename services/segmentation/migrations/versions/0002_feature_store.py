@@ -139,6 +139,7 @@ def upgrade() -> None:
         sa.Column("clv_expected_purchases", sa.Double(), nullable=True),
         sa.Column("clv_probability_alive", sa.Double(), nullable=True),
         sa.Column("clv_value", sa.BigInteger(), nullable=True),
+        sa.Column("clv_order_value", sa.BigInteger(), nullable=True),
         sa.Column("clv_band", sa.Text(), nullable=True),
         sa.Column("next_window_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("removed", sa.Boolean(), server_default="false", nullable=False),

@@ -38,7 +38,9 @@ from vafa.segmentation.scores.rfm import tune_batch
 from vafa.segmentation.segments.evaluation import evaluate_segments
 
 CLV_LOCK = 0x5EC_0F_0002
-CLV_FIELDS = frozenset({"clv_expected_purchases", "clv_probability_alive", "clv_value", "clv_band"})
+CLV_FIELDS = frozenset(
+    {"clv_expected_purchases", "clv_probability_alive", "clv_value", "clv_order_value", "clv_band"}
+)
 # Below these the likelihood is too flat to say anything: the fit is refused, not guessed.
 MIN_CUSTOMERS = 20
 MIN_REPEAT_CUSTOMERS = 5
@@ -217,7 +219,7 @@ async def _write(
     await session.execute(
         text(
             "CREATE TEMP TABLE clv_scores (customer_id uuid PRIMARY KEY, purchases float8,"
-            " alive float8, value bigint, band text) ON COMMIT DROP"
+            " alive float8, value bigint, order_value bigint, band text) ON COMMIT DROP"
         )
     )
     conn = await session.connection()
@@ -227,29 +229,33 @@ async def _write(
         p.expected_purchases.tolist(),
         p.probability_alive.tolist(),
         p.clv.tolist(),
+        np.rint(np.nan_to_num(p.expected_value)).astype(np.int64).tolist(),
         p.bands,
         strict=True,
     )
     await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
         "clv_scores",
         records=records,
-        columns=["customer_id", "purchases", "alive", "value", "band"],
+        columns=["customer_id", "purchases", "alive", "value", "order_value", "band"],
     )
     written = await session.execute(
         text(
             "UPDATE features AS f SET clv_expected_purchases = s.purchases,"
-            " clv_probability_alive = s.alive, clv_value = s.value, clv_band = s.band,"
+            " clv_probability_alive = s.alive, clv_value = s.value,"
+            " clv_order_value = s.order_value, clv_band = s.band,"
             " updated_at = :now"
             " FROM clv_scores AS s WHERE f.customer_id = s.customer_id"
-            " AND (f.clv_expected_purchases, f.clv_probability_alive, f.clv_value, f.clv_band)"
-            " IS DISTINCT FROM (s.purchases, s.alive, s.value, s.band)"
+            " AND (f.clv_expected_purchases, f.clv_probability_alive, f.clv_value,"
+            " f.clv_order_value, f.clv_band)"
+            " IS DISTINCT FROM (s.purchases, s.alive, s.value, s.order_value, s.band)"
         ),
         {"now": now},
     )
     cleared = await session.execute(
         text(
             "UPDATE features AS f SET clv_expected_purchases = NULL,"
-            " clv_probability_alive = NULL, clv_value = NULL, clv_band = NULL, updated_at = :now"
+            " clv_probability_alive = NULL, clv_value = NULL, clv_order_value = NULL,"
+            " clv_band = NULL, updated_at = :now"
             " WHERE f.clv_band IS NOT NULL"
             " AND NOT EXISTS (SELECT 1 FROM clv_scores s WHERE s.customer_id = f.customer_id)"
         ),
