@@ -67,6 +67,8 @@ def test_the_table_covers_every_cell_once_and_names_eleven_segments() -> None:
 
 
 async def test_every_named_segment_is_reached(session: AsyncSession) -> None:
+    empty = await rfm.recompute_rfm(session, now=NOW)  # nobody to score: nothing breaks
+    assert (empty.changed, empty.report.customers, empty.report.recency) == (0, 0, [])
     made = await grid_customers(session)
     summary = await rfm.recompute_rfm(session, now=NOW)
     assert summary.changed == 25 and summary.cleared == 0
