@@ -18,8 +18,9 @@ ordered table (first match wins) that covers every one of the 25 cells exactly o
     R=2   hibernating     hibernating     at_risk         at_risk         cant_lose_them
     R=1   lost            lost            at_risk         at_risk         cant_lose_them
 
-The recompute is set-based: one UPDATE scores everyone with window functions and writes only
-the rows whose scores changed; a second clears the scores of customers no longer scored."""
+The recompute is set-based: one statement finds the score edges, one UPDATE scores everyone
+against them and writes only the rows whose scores changed; a third clears the scores of
+customers no longer scored."""
 
 from __future__ import annotations
 
