@@ -138,7 +138,9 @@ async def main() -> None:
 
     started = time.perf_counter()
     await raw.fetchval(SCORING_SELECT)
-    table.add_row("baseline: rank() windows, SELECT only", f"{time.perf_counter() - started:.2f} s", "")
+    table.add_row(
+        "baseline: rank() windows, SELECT only", f"{time.perf_counter() - started:.2f} s", ""
+    )
     await recompute("first run")
     await recompute("again, nothing changed")
     await raw.execute(
