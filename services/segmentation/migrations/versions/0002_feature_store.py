@@ -175,6 +175,7 @@ def upgrade() -> None:
         sa.Column("currency", sa.Text(), nullable=False),
         sa.Column("total_minor", sa.BigInteger(), nullable=False),
         sa.Column("discount_minor", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("discounted", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("refunded_minor", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("refund_ids", postgresql.ARRAY(sa.Text()), server_default="{}", nullable=False),
         sa.Column(

@@ -1,3 +1,4 @@
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
@@ -15,6 +16,14 @@ class Settings(ServiceSettings):
     # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
     # relative dates, the RFM and cohort months.
     timezone: str = "UTC"
+    # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
+    phone_region: str = Field(default="IR", min_length=2, max_length=2)
+    # The feature store: the calendar birthdays recur on (in a Jalali shop a birthday is kept on
+    # its Jalali day); how often the window job looks for customers whose 30/90/365-day windows,
+    # birthdays or segment rechecks came due, and how many it takes per transaction.
+    calendar: Literal["gregorian", "jalali"] = "gregorian"
+    windows_every_seconds: float = Field(default=60, gt=0)
+    windows_batch_size: int = Field(default=500, ge=1, le=10_000)
 
     # Scores (segmentation/scores). How often the worker recomputes RFM and refits CLV (0 turns
     # a job off); the CLV horizon; the CLV bands: customers at or above the `clv_high_percentile`

@@ -170,6 +170,8 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(Text, nullable=False)
     total_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     discount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # A discount total above zero or a discount code: the order counts in discount_orders.
+    discounted: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     refunded_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     # Refund ids already applied, so a replayed refund has no second effect.
     refund_ids: Mapped[list[str]] = mapped_column(ARRAY(Text), nullable=False, server_default="{}")
