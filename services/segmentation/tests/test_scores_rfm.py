@@ -211,3 +211,58 @@ async def test_api_recompute_and_read(client: httpx.AsyncClient, db: Database, c
     assert seg["lost"]["mean_orders"] == pytest.approx(3.0)
     assert len(read["segments"]) == 11
     assert (await client.get("/v1/segmentation/rfm")).status_code == 401
+
+
+async def test_a_recompute_moves_customers_into_rfm_segments_once(
+    client: httpx.AsyncClient, db: Database, clean: None
+) -> None:
+    """Through the real evaluation: {"rfm": ["champions"]} gains exactly the two champions, with
+    one SegmentEntered each; a recompute that changes nothing emits nothing."""
+    async with db.sessionmaker() as s:
+        made = await grid_customers(s)
+        await s.commit()
+    champions = sorted(str(c) for c, (r, fm) in made.items() if r == 5 and fm >= 4)
+    r = await client.post(
+        "/v1/segments",
+        json={"key": f"champ-{uuid.uuid4().hex[:8]}", "name": "Champions", "definition": {
+            "rfm": ["champions"]}},
+        headers=MARKETER,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    segment_id = r.json()["id"]
+    try:
+
+        async def members() -> list[str]:
+            async with db.sessionmaker() as s:
+                rows = await s.execute(
+                    text(
+                        "SELECT customer_id::text FROM memberships"
+                        " WHERE segment_id = :s AND exited_at IS NULL ORDER BY 1"
+                    ),
+                    {"s": segment_id},
+                )
+                return list(rows.scalars())
+
+        async def events() -> int:
+            async with db.sessionmaker() as s:
+                n = await s.execute(
+                    text(
+                        "SELECT count(*) FROM outbox"
+                        " WHERE topic = 'segmentation.memberships.v1' AND key = ANY(:k)"
+                    ),
+                    {"k": champions},
+                )
+                return int(n.scalar_one())
+
+        assert await members() == [] and await events() == 0
+        assert (
+            await client.post("/v1/segmentation/rfm/recompute", headers=MARKETER)
+        ).status_code == 200
+        assert await members() == champions and await events() == 2
+        again = await client.post("/v1/segmentation/rfm/recompute", headers=MARKETER)
+        assert again.json()["changed"] == 0
+        assert await members() == champions and await events() == 2
+    finally:
+        async with db.sessionmaker() as s:
+            await s.execute(text("DELETE FROM segments WHERE id = :s"), {"s": segment_id})
+            await s.commit()
