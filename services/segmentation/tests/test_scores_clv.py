@@ -355,3 +355,46 @@ async def test_concurrent_fits_serialise(db: Database, clean: None) -> None:
     async with db.sessionmaker() as s:
         models = (await s.execute(text("SELECT count(*) FROM clv_models"))).scalar_one()
     assert models == 2
+
+
+async def test_a_fit_fills_a_clv_band_segment(
+    client: httpx.AsyncClient, db: Database, clean: None
+) -> None:
+    """Through the real evaluation: {"clv_band": ["high"]} holds exactly the high band."""
+    await seed_history(db, datetime.now(UTC))
+    r = await client.post(
+        "/v1/segments",
+        json={"key": f"high-{uuid.uuid4().hex[:8]}", "name": "High value",
+              "definition": {"clv_band": ["high"]}},
+        headers=MARKETER,
+    )  # fmt: skip
+    assert r.status_code == 201, r.text
+    segment_id = r.json()["id"]
+    try:
+        fit = await client.post("/v1/segmentation/clv/fit", headers=MARKETER)
+        assert fit.status_code == 200, fit.text
+        async with db.sessionmaker() as s:
+            high = set(
+                (
+                    await s.execute(
+                        text("SELECT customer_id FROM features WHERE clv_band = 'high'")
+                    )
+                ).scalars()
+            )
+            members = set(
+                (
+                    await s.execute(
+                        text(
+                            "SELECT customer_id FROM memberships"
+                            " WHERE segment_id = :s AND exited_at IS NULL"
+                        ),
+                        {"s": segment_id},
+                    )
+                ).scalars()
+            )
+        assert high and members == high
+        assert len(high) == fit.json()["bands"]["counts"]["high"]
+    finally:
+        async with db.sessionmaker() as s:
+            await s.execute(text("DELETE FROM segments WHERE id = :s"), {"s": segment_id})
+            await s.commit()
