@@ -32,6 +32,7 @@ def upgrade() -> None:
         sa.Column("customers", sa.Integer(), nullable=False),
         sa.Column("clusters", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("inertia", sa.Double(), nullable=False),
+        sa.Column("silhouette", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_cluster_runs")),
     )
     op.create_table(
@@ -138,6 +139,7 @@ def upgrade() -> None:
         sa.Column("clv_expected_purchases", sa.Double(), nullable=True),
         sa.Column("clv_probability_alive", sa.Double(), nullable=True),
         sa.Column("clv_value", sa.BigInteger(), nullable=True),
+        sa.Column("clv_order_value", sa.BigInteger(), nullable=True),
         sa.Column("clv_band", sa.Text(), nullable=True),
         sa.Column("next_window_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("removed", sa.Boolean(), server_default="false", nullable=False),

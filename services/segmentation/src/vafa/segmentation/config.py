@@ -1,7 +1,7 @@
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from vafa.kit.settings import ServiceSettings
@@ -30,6 +30,17 @@ class Settings(ServiceSettings):
     windows_every_seconds: float = Field(default=60, gt=0)
     windows_batch_size: int = Field(default=500, ge=1, le=10_000)
 
+    # Scores (segmentation/scores). How often the worker recomputes RFM and refits CLV (0 turns
+    # a job off); the CLV horizon; the CLV bands: customers at or above the `clv_high_percentile`
+    # percentile of CLV are "high", below `clv_low_percentile` "low", the rest "medium".
+    rfm_every_seconds: float = Field(default=3600, ge=0)
+    clv_every_seconds: float = Field(default=86_400, ge=0)
+    clv_horizon_days: int = Field(default=365, ge=1, le=3650)
+    clv_high_percentile: float = Field(default=80, gt=0, lt=100)
+    clv_low_percentile: float = Field(default=50, gt=0, lt=100)
+    # Discovery: at most this many customers (a uniform random sample) are clustered.
+    cluster_sample_cap: int = Field(default=50_000, ge=100, le=1_000_000)
+
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
@@ -38,3 +49,9 @@ class Settings(ServiceSettings):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
+
+    @model_validator(mode="after")
+    def _bands(self) -> "Settings":
+        if self.clv_low_percentile > self.clv_high_percentile:
+            raise ValueError("clv_low_percentile must not exceed clv_high_percentile")
+        return self

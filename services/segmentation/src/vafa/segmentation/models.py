@@ -133,6 +133,8 @@ class Features(Base):
     clv_expected_purchases: Mapped[float | None] = mapped_column(Double)
     clv_probability_alive: Mapped[float | None] = mapped_column(Double)
     clv_value: Mapped[int | None] = mapped_column(BigInteger)
+    # Expected value of one future order (Gamma-Gamma), minor units.
+    clv_order_value: Mapped[int | None] = mapped_column(BigInteger)
     clv_band: Mapped[str | None] = mapped_column(Text)
 
     # Earliest moment a time-based feature changes with no event (an order leaving the 30/90/365
@@ -346,3 +348,5 @@ class ClusterRun(Base):
     customers: Mapped[int] = mapped_column(Integer, nullable=False)
     clusters: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, nullable=False)
     inertia: Mapped[float] = mapped_column(Double, nullable=False)
+    # {k: silhouette} of the candidates tried when k was left to the run; null when given.
+    silhouette: Mapped[dict[str, float] | None] = mapped_column(JSONB)

@@ -5,6 +5,7 @@ from vafa.kit.worker import run_worker
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features import handlers as features_handlers
 from vafa.segmentation.features import jobs as features_jobs
+from vafa.segmentation.scores import jobs as scores_jobs
 
 
 async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> None:
@@ -12,6 +13,6 @@ async def main(settings: ServiceSettings, stop: asyncio.Event | None = None) -> 
     await run_worker(
         settings,
         subscriptions=[*features_handlers.subscriptions(settings)],
-        periodic=[*features_jobs.periodic(settings)],
+        periodic=[*features_jobs.periodic(settings), *scores_jobs.periodic(settings)],
         stop=stop,
     )
