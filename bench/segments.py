@@ -42,6 +42,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from vafa.kit.db import generic_plans
 from vafa.kit.migrations import upgrade
 from vafa.kit.settings import PG_DEFAULT
 
@@ -101,7 +102,7 @@ FANTASY_WINBACK_ONE_SQL = FANTASY_WINBACK_SQL + "  AND f.customer_id = $2"
 FANTASY_WINBACK_COUNT_SQL = "SELECT count(*) FROM (" + FANTASY_WINBACK_SQL + ") m"  # noqa: S608
 
 # The raw RFM: ntile quintiles (ties split arbitrarily: the cheapest correct-looking way) and
-# the same R x FM grid, one UPDATE. $1 = now.
+# the same R x FM grid, one UPDATE.
 RFM_SQL = """
 WITH scored AS (
   SELECT customer_id,
@@ -193,7 +194,7 @@ SEED_SQL = [
                              acquisition_channel, consent_sms, consent_email, registered_at,
                              tier, referrals_made, points_balance, tags)
        SELECT md5('c' || i)::uuid, 'lead', (ARRAY['female', 'male'])[1 + i % 2],
-              date '1960-01-01' + (i * 7919 % 16000),
+              date '1960-01-01' + (i * 7919 % 16000)::int,
               CASE WHEN i % 9 >= 6 THEN 'AM' ELSE 'IR' END,
               (ARRAY{cities})[1 + i % 9],
               (ARRAY['instagram', 'organic', 'referral', 'ads'])[1 + i % 4],
@@ -202,7 +203,7 @@ SEED_SQL = [
               (ARRAY{tiers})[1 + i % 6], CASE WHEN i % 50 = 0 THEN i % 7 ELSE 0 END,
               (i * 31) % 5000,
               CASE WHEN i % 4 = 0 THEN ARRAY['newsletter'] ELSE ARRAY[]::text[] END
-       FROM generate_series(0, $2 - 1) AS i""",
+       FROM generate_series(0::bigint, $2 - 1) AS i""",
     # Orders: a customer drawn with a skew (low numbers buy more: power 2), over 730 days; the
     # last tenth of the customers are leads who never ordered.
     """INSERT INTO orders (order_ref, customer_id, status, placed_at, paid_at, currency,
@@ -212,7 +213,7 @@ SEED_SQL = [
               CASE WHEN g.i % 10 < 3 THEN 500 ELSE 0 END
        FROM (SELECT i, floor($3::bigint * 0.9 * power(random(), 2))::bigint AS c,
                     $1::timestamptz - random() * interval '730 days' AS at
-             FROM generate_series(0, $2 - 1) AS i) g""",
+             FROM generate_series(0::bigint, $2 - 1) AS i) g""",
     # One line per order: the customer's favourite category 60% of the time.
     """INSERT INTO purchase_lines (order_ref, line_id, customer_id, purchased_at, sku, brand,
                                    category, tags, quantity, amount_minor, discounted)
@@ -448,6 +449,7 @@ async def measure(opts: argparse.Namespace, now: datetime) -> dict[str, Any]:
 
     async def one_event(cid: uuid.UUID) -> None:
         async with maker() as session, session.begin():
+            await generic_plans(session)  # as the consumers do
             await features.recompute(session, customer_ids=[cid], now=now, timezone="UTC")
             await evaluation.reevaluate_customers(
                 session, customer_ids=[cid], now=now, cause="event"
@@ -490,7 +492,7 @@ async def measure(opts: argparse.Namespace, now: datetime) -> dict[str, Any]:
                 "rfm_segment = NULL WHERE rfm_r IS NOT NULL"
             )
             t = time.perf_counter()
-            await conn.execute(RFM_SQL, now)
+            await conn.execute(RFM_SQL)
             raw_times.append((time.perf_counter() - t) * 1000)
 
     raw_times: list[float] = []

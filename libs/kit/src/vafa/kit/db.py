@@ -67,3 +67,14 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+async def generic_plans(session: AsyncSession) -> None:
+    """For the rest of this transaction, prepared statements use PostgreSQL's generic plan.
+
+    For statements keyed by a few ids (`customer_id = ANY($1)`) planning can cost twice the run
+    (2 ms against 1 ms), and PostgreSQL keeps re-planning them because a generic plan's
+    estimate for an array of unknown size looks dearer. Their best plan never depends on the
+    ids, so a per-event path takes the generic one. Not for statements whose best plan depends
+    on a value (a full scan with a selective constant)."""
+    await session.execute(text("SET LOCAL plan_cache_mode = force_generic_plan"))

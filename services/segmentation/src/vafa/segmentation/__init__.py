@@ -1,1 +1,2 @@
-"""Segmentation: Segments and the per-customer feature store (its features arrive with the segmentation issue)."""
+"""Segmentation: the per-customer feature store kept from events, segments with their members
+and history, RFM, lifetime value (BG/NBD + Gamma-Gamma) and k-means discovery."""

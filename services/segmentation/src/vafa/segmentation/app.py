@@ -11,6 +11,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return create_service_app(
         settings or Settings(),
         title="Vafa segmentation",
-        description="Segments and the per-customer feature store (its features arrive with the segmentation issue).",
+        description=(
+            "The per-customer feature store kept from events, segments with their members and "
+            "history, RFM, lifetime value and cluster discovery."
+        ),
         routers=[features_router, segments_router, scores_router],
     )

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from vafa.events.v1 import inventory_pb2, loyalty_pb2, profile_pb2
 from vafa.kit.cloudevents import Envelope
 from vafa.kit.consumer import BatchHandler
+from vafa.kit.db import generic_plans
 from vafa.kit.worker import Subscription
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features import customers, dates, service
@@ -151,6 +152,7 @@ def read_purchase(env: Envelope) -> Purchase:
 
 def purchases_handler(settings: Settings, *, clock: Clock = _utcnow) -> BatchHandler:
     async def on_purchases(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await generic_plans(session)
         purchases = [read_purchase(env) for env in envelopes]
         now = clock()
         changed = await service.apply_purchases(
@@ -254,6 +256,7 @@ def customers_handler(settings: Settings, *, clock: Clock = _utcnow) -> BatchHan
     zone = ZoneInfo(settings.timezone)
 
     async def on_customers(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await generic_plans(session)
         steps = [read_customer_step(env) for env in envelopes]
         now = clock()
         changed = await customers.apply_customer_steps(
@@ -304,6 +307,7 @@ def read_loyalty(envelopes: list[Envelope]) -> dict[uuid.UUID, LoyaltyChange]:
 
 def loyalty_handler(settings: Settings, *, clock: Clock = _utcnow) -> BatchHandler:
     async def on_loyalty(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await generic_plans(session)
         changes = read_loyalty(envelopes)
         now = clock()
         await _reevaluate(session, await service.apply_loyalty(session, changes), now)
@@ -332,6 +336,7 @@ def read_product(env: Envelope) -> ProductRow:
 
 def catalog_handler(settings: Settings, *, clock: Clock = _utcnow) -> BatchHandler:
     async def on_products(session: AsyncSession, envelopes: list[Envelope]) -> None:
+        await generic_plans(session)
         rows = [read_product(env) for env in envelopes]
         now = clock()
         await _reevaluate(session, await service.apply_products(session, rows), now)

@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vafa.kit.db import generic_plans
 from vafa.kit.worker import Periodic, WorkerContext
 from vafa.segmentation.config import Settings
 from vafa.segmentation.features import dates
@@ -86,6 +87,7 @@ async def run_windows_batch(
     batch_size: int = 500,
 ) -> list[uuid.UUID]:
     """One batch in the caller's transaction: returns the customers it handled (none: done)."""
+    await generic_plans(session)
     params = {"now": now, "limit": batch_size}
     due = list((await session.execute(_DUE_WINDOWS, params)).scalars())
     due += [

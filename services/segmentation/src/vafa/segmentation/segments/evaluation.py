@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
-from sqlalchemy import Uuid, and_, exists, func, literal, select, text, union_all, update
+from sqlalchemy import Uuid, and_, bindparam, exists, func, literal, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -279,6 +279,43 @@ async def apply_changes(
     return entered, len(events) - entered
 
 
+# The per-customer statement of a set of segment versions. Reusing the same statement object
+# spares SQLAlchemy rebuilding it and recomputing its cache key on every event.
+_PER_CUSTOMER: dict[tuple[Any, ...], Any] = {}
+
+
+def _per_customer(dynamic: Sequence[SegmentRow], segments: Mapping[str, SegmentRow]) -> Any:
+    """One statement for the customers in the `ids` parameter: a column per segment, the next
+    recheck, the open memberships."""
+    key = tuple(sorted((s.id, s.version, s.kind) for s in segments.values()))
+    stmt = _PER_CUSTOMER.get(key)
+    if stmt is not None:
+        return stmt
+    comps = [compiled(s, segments) for s in dynamic]
+    rechecks = [c.recheck for c in comps if c.recheck is not None]
+    due = func.least(*rechecks) if len(rechecks) > 1 else rechecks[0] if rechecks else literal(None)
+    open_now = (
+        select(func.array_agg(M.c.segment_id))
+        .where(
+            M.c.customer_id == F.c.customer_id,
+            M.c.exited_at.is_(None),
+            M.c.segment_id.in_([s.id for s in dynamic]),
+        )
+        .scalar_subquery()
+    )
+    stmt = select(
+        F.c.customer_id,
+        F.c.removed,
+        due.label("due"),
+        open_now.label("open"),
+        *(c.match.label(f"s{i}") for i, c in enumerate(comps)),
+    ).where(F.c.customer_id == func.any(bindparam("ids", type_=ARRAY(Uuid))))
+    if len(_PER_CUSTOMER) >= 64:
+        _PER_CUSTOMER.clear()
+    _PER_CUSTOMER[key] = stmt
+    return stmt
+
+
 _RECHECK_SET = text(
     "INSERT INTO rechecks (customer_id, due_at) "
     "SELECT * FROM unnest(CAST(:customers AS uuid[]), CAST(:dues AS timestamptz[])) "
@@ -309,33 +346,9 @@ async def reevaluate_customers(
     dynamic_ids = [s.id for s in dynamic]
     found: set[uuid.UUID] = set()
     if dynamic:
-        comps = [compiled(s, segments) for s in dynamic]
-        rechecks = [c.recheck for c in comps if c.recheck is not None]
-        due = (
-            func.least(*rechecks)
-            if len(rechecks) > 1
-            else rechecks[0]
-            if rechecks
-            else literal(None)
-        )
-        open_now = (
-            select(func.array_agg(M.c.segment_id))
-            .where(
-                M.c.customer_id == F.c.customer_id,
-                M.c.exited_at.is_(None),
-                M.c.segment_id.in_(dynamic_ids),
-            )
-            .scalar_subquery()
-        )
-        # One statement: a column per segment, the next recheck, the open memberships.
-        stmt = select(
-            F.c.customer_id,
-            F.c.removed,
-            due.label("due"),
-            open_now.label("open"),
-            *(c.match.label(f"s{i}") for i, c in enumerate(comps)),
-        ).where(F.c.customer_id == func.any(_uuids(ids)))
-        for row in await session.execute(stmt, compiler.params(now, shop_timezone())):
+        stmt = _per_customer(dynamic, segments)
+        p = {**compiler.params(now, shop_timezone()), "ids": ids}
+        for row in await session.execute(stmt, p):
             found.add(row.customer_id)
             current.update((s, row.customer_id) for s in row.open or ())
             if row.removed:
