@@ -155,6 +155,23 @@ async def main() -> None:
             s = (await api.get(f"/v1/products/{sku}/stock")).json()
             stock.add_row(sku, title, str(s["on_hand"]), s["status"])
         console.print(stock)
+
+        # A segment that follows the orders by itself: created once, then kept up to date.
+        definition = {"field": "orders_count", "op": "gte", "value": 2}
+        r = await api.post(
+            "/v1/segments",
+            json={"key": "demo-repeat-buyers", "name": "Repeat buyers", "definition": definition},
+        )
+        if r.status_code == 409:
+            listed = (await api.get("/v1/segments")).json()
+            segment = next(x for x in listed if x["key"] == "demo-repeat-buyers")
+        else:
+            segment = r.json()
+        members = (await api.get(f"/v1/segments/{segment['id']}/members")).json()["items"]
+        console.print(
+            f"Segment [bold]{segment['name']}[/bold] (orders_count >= 2): "
+            f"{len(members)} on the first page; try /v1/segments/{segment['id']}/explain/<id>"
+        )
         console.print(f"Explore: {GATEWAY}/docs  (API key in {ENV_FILE})")
 
 
