@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import optimize
 from scipy.special import betaln, gammaln, hyp2f1
+
+from vafa.segmentation.scores.clv.mle import minimise
 
 Array = NDArray[np.float64]
 
@@ -65,27 +66,13 @@ def fit(
         return value if np.isfinite(value) else 1e100
 
     start = np.log(np.array([1.0, max(float(np.average(T, weights=w)), 1e-3), 1.0, 1.0]))
-    res = optimize.minimize(
-        objective, start, method="L-BFGS-B", options={"maxiter": max_iter, "ftol": 1e-12}
-    )
-    best = res
-    if not res.success:
-        # A Nelder-Mead polish from where L-BFGS-B stopped, only when it did not converge:
-        # robust where the finite-difference gradient is poor (flat likelihoods, small shops),
-        # but slow on large ones.
-        polish = optimize.minimize(
-            objective,
-            res.x,
-            method="Nelder-Mead",
-            options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12},
-        )
-        best = polish if polish.fun <= res.fun else res
+    m = minimise(objective, start, max_iter=max_iter)
     return Fit(
-        params=BgNbdParams(*(float(v) for v in np.exp(best.x))),
-        log_likelihood=-float(best.fun) * total,
-        converged=bool(best.success),
-        iterations=int(res.nit) + (int(best.nit) if best is not res else 0),
-        message=str(best.message),
+        params=BgNbdParams(*m.params),
+        log_likelihood=-m.value * total,
+        converged=m.converged,
+        iterations=m.iterations,
+        message=m.message,
     )
 
 
