@@ -338,6 +338,7 @@ async def setup_segments(maker: async_sessionmaker[AsyncSession], now: datetime)
         await session.execute(text_sql("DELETE FROM segment_versions"))
         await session.execute(text_sql("DELETE FROM segments"))
         await session.execute(text_sql("DELETE FROM outbox"))
+        await session.execute(text_sql("DELETE FROM rechecks"))
     t = time.perf_counter()
     async with maker() as session, session.begin():
         seg = await service.create_segment(

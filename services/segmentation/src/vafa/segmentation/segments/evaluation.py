@@ -520,13 +520,7 @@ async def evaluate_one(
         # Earlier is harmless (the customer is re-evaluated and the row recomputed exactly), so
         # only rows that bring a recheck forward are written.
         c = candidates.subquery("c")
-        sooner = select(c.c.customer_id, c.c.due).where(
-            ~exists(
-                select(literal(1))
-                .select_from(R)
-                .where(R.c.customer_id == c.c.customer_id, R.c.due_at <= c.c.due)
-            )
-        )
+        sooner = select(c.c.customer_id, c.c.due)
         due = insert(R).from_select(["customer_id", "due_at"], sooner)
         due = due.on_conflict_do_update(
             index_elements=[R.c.customer_id],
