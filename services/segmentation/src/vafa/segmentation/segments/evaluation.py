@@ -420,7 +420,9 @@ async def evaluate_segments(
 ) -> None:
     """Full evaluation, in the caller's transaction, of the given active dynamic segments, or of
     those whose definition tests any of `fields` (feature names, e.g. {"rfm_segment"}), or of
-    all when both are None. `cause` is "evaluation"."""
+    all when both are None. `cause` is "evaluation". The definitions have not changed, so the
+    customers' rechecks (kept exact as their features change) are left as they are; a new or
+    changed definition computes its own when it is saved."""
     segments = await active_segments(session)
     chosen = [s for s in segments.values() if s.kind == "dynamic"]
     if segment_ids is not None:
@@ -429,9 +431,8 @@ async def evaluate_segments(
     elif fields is not None:
         chosen = [s for s in chosen if uses_fields(s, segments, fields)]
     for seg in sorted(chosen, key=lambda s: s.id):
-        # After a score recompute (fields given) no time-bound candidate changed.
         await evaluate_one(
-            session, segment=seg, segments=segments, now=now, cause=cause, rechecks=fields is None
+            session, segment=seg, segments=segments, now=now, cause=cause, rechecks=False
         )
 
 
