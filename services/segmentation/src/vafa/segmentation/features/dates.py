@@ -12,12 +12,7 @@ from typing import Any
 
 import jdatetime
 
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
-
-
-def ascii_digits(value: str) -> str:
-    """Persian and Arabic-Indic digits as ASCII."""
-    return value.translate(_DIGITS)
+from vafa.kit.identity import ascii_digits
 
 
 def parse_birth_date(value: str) -> date | None:

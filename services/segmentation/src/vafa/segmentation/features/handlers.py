@@ -6,9 +6,9 @@ re-evaluated against every segment in the same transaction."""
 from __future__ import annotations
 
 import json
-import re
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
+from contextlib import suppress
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import inventory_pb2, loyalty_pb2, profile_pb2
+from vafa.kit import identity
 from vafa.kit.cloudevents import Envelope
 from vafa.kit.consumer import BatchHandler
 from vafa.kit.db import generic_plans
@@ -165,12 +166,18 @@ def purchases_handler(settings: Settings, *, clock: Clock = _utcnow) -> BatchHan
 
 # --- profile.customers.v1 ---------------------------------------------------------------
 
-_NOT_PHONE = re.compile(r"[^\d+]")
 
-
-def _phone(value: str) -> str:
-    raw = _NOT_PHONE.sub("", dates.ascii_digits(value))
-    return raw if raw.startswith("+") and len(raw) > 4 else ""
+def _identities(emails: Iterable[str], phones: Iterable[str]) -> list[str]:
+    """Profile sends them normalised already; written again the kit's way so that a CSV's
+    "0912..." and a snapshot's "+98912..." meet, and anything malformed is left out."""
+    out = []
+    for email in emails:
+        with suppress(identity.InvalidEmail):
+            out.append(identity.normalise_email(email))
+    for phone in phones:
+        with suppress(identity.InvalidPhone):  # E.164 needs no region ("ZZ": unknown)
+            out.append(identity.normalise_phone(phone, region="ZZ"))
+    return out
 
 
 def _field_value(raw: str) -> str:
@@ -190,8 +197,7 @@ def read_snapshot(c: profile_pb2.CustomerSnapshot) -> Snapshot:
         column = _CONSENTS.get(k.channel)
         if column is not None:
             consents[column] = k.granted
-    identities = [e.strip().lower() for e in c.emails if e.strip()]
-    identities += [p for p in (_phone(p) for p in c.phones) if p]
+    identities = _identities(c.emails, c.phones)
     return Snapshot(
         customer_id=_uuid(c.customer_id, "customer.customer_id"),
         kind=c.kind,

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import phonenumbers
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Text, Uuid, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -22,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import segmentation_pb2 as pb
+from vafa.kit import identity
 from vafa.kit.errors import Conflict, NotFound, Problem
 from vafa.segmentation.events import outbox
 from vafa.segmentation.models import Features, Identity, Membership, Segment, SegmentVersion
@@ -507,30 +507,22 @@ async def explain(
 
 # --- static segments ------------------------------------------------------------------------
 
-_DIGITS = str.maketrans("۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩", "01234567890123456789")
 COLUMNS = ("customer_id", "email", "phone")
 
 
 def normalise_phone(raw: str, *, region: str) -> str | None:
     """E.164 as profile stores it (Persian/Arabic digits, 00 and local forms), else None."""
-    t = raw.translate(_DIGITS).strip()
-    if t.startswith("00"):
-        t = "+" + t[2:]
     try:
-        number = phonenumbers.parse(t, region.upper())
-    except phonenumbers.NumberParseException:
+        return identity.normalise_phone(raw, region=region)
+    except identity.InvalidPhone:
         return None
-    if not phonenumbers.is_valid_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def normalise_email(raw: str) -> str | None:
-    email = raw.strip().lower()
-    local, at, domain = email.rpartition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in email):
+    try:
+        return identity.normalise_email(raw)
+    except identity.InvalidEmail:
         return None
-    return email
 
 
 @dataclass(slots=True)
@@ -652,7 +644,7 @@ async def import_members(
 def _normalise(column: str, raw: str, region: str) -> str | None:
     if column == "customer_id":
         try:
-            return str(uuid.UUID(raw.translate(_DIGITS)))
+            return str(uuid.UUID(identity.ascii_digits(raw)))
         except ValueError:
             return None
     if column == "email":
