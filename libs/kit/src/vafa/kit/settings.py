@@ -6,8 +6,23 @@ Kafka is one cluster for the whole platform, so its settings have their own shar
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r}") from None
+    return value
+
+
+# An IANA time zone name ("Asia/Tehran", "Asia/Yerevan"), refused at start-up when unknown.
+TimeZone = Annotated[str, AfterValidator(_zone)]
 
 PG_DEFAULT = "postgresql+asyncpg://vafa:vafa@127.0.0.1:55432"
 

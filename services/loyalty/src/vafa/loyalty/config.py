@@ -1,13 +1,12 @@
 import json
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from vafa.kit.money import exponent
-from vafa.kit.settings import ServiceSettings
+from vafa.kit.settings import ServiceSettings, TimeZone
 
 
 def _default_rates() -> dict[str, Decimal]:
@@ -48,17 +47,8 @@ class Settings(ServiceSettings):
     # The shop's time zone and calendar: the days, weeks and months of the earning caps, the
     # birthday job's "today", and the days the liability report's months are made of.
     # Jalali weeks start on Saturday and its months are the Solar Hijri ones.
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     calendar: Literal["gregorian", "jalali"] = "gregorian"
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("expiry_warning_days", mode="before")
     @classmethod

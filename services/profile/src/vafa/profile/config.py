@@ -1,7 +1,7 @@
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from vafa.kit.settings import ServiceSettings
+from vafa.kit.settings import ServiceSettings, TimeZone
 
 
 class Settings(ServiceSettings):
@@ -26,7 +26,7 @@ class Settings(ServiceSettings):
     # worker looks, and the calendar day "today" is in (dates recur by local day).
     effective_date_lookahead_days: int = Field(default=7, ge=0, le=366)
     effective_date_scan_seconds: float = Field(default=3600.0, gt=0)
-    timezone: str = "Asia/Tehran"
+    timezone: TimeZone = "Asia/Tehran"
     # Near-duplicate suggestions: the least trigram similarity of folded names.
     duplicate_name_similarity: float = Field(default=0.6, gt=0, le=1)
     # How often the worker scans files changed since its last look for near-duplicates.

@@ -1,10 +1,9 @@
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from vafa.kit.settings import ServiceSettings
+from vafa.kit.settings import ServiceSettings, TimeZone
 
 
 class Settings(ServiceSettings):
@@ -15,7 +14,7 @@ class Settings(ServiceSettings):
     worker_metrics_port: int = 9103
     # The shop's time zone: the months and weekdays of purchase, "today" for birthdays and
     # relative dates, the RFM and cohort months.
-    timezone: str = "UTC"
+    timezone: TimeZone = "UTC"
     # ISO 3166-1 region in which a static segment's CSV reads local phone numbers ("0912...").
     phone_region: str = Field(default="IR", min_length=2, max_length=2)
     # A static segment's CSV may hold a few hundred thousand emails or phones; every other
@@ -40,15 +39,6 @@ class Settings(ServiceSettings):
     clv_low_percentile: float = Field(default=50, gt=0, lt=100)
     # Discovery: at most this many customers (a uniform random sample) are clustered.
     cluster_sample_cap: int = Field(default=50_000, ge=100, le=1_000_000)
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @model_validator(mode="after")
     def _bands(self) -> "Settings":
