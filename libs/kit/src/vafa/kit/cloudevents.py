@@ -15,6 +15,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import DecodeError, Message
+from google.protobuf.timestamp_pb2 import Timestamp
 
 import vafa.events.v1  # noqa: F401  - registers every contract in the descriptor pool
 
@@ -42,6 +43,13 @@ class Envelope:
 
 def event_type(message: Message) -> str:
     return message.DESCRIPTOR.full_name
+
+
+def timestamp(at: datetime) -> Timestamp:
+    """A protobuf Timestamp for a contract's time field."""
+    ts = Timestamp()
+    ts.FromDatetime(at)
+    return ts
 
 
 def deterministic_id(*parts: str) -> str:

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import loyalty_pb2
-from vafa.kit.cloudevents import deterministic_id
+from vafa.kit.cloudevents import deterministic_id, timestamp
 from vafa.kit.errors import Conflict, NotFound, Problem
 from vafa.loyalty import codes, ledger
 from vafa.loyalty.events import LOYALTY_TOPIC, outbox
@@ -372,12 +371,6 @@ async def _coupon(
     )
 
 
-def _ts(at: datetime) -> Timestamp:
-    t = Timestamp()
-    t.FromDatetime(at)
-    return t
-
-
 def reward_issued(
     reward: Reward, redemption: Redemption, coupon: Coupon, *, now: datetime
 ) -> loyalty_pb2.RewardIssued:
@@ -389,10 +382,10 @@ def reward_issued(
         reward_kind="next_purchase_discount" if reward.after_purchase else reward.kind,
         coupon_code=coupon.code,
         points_spent=redemption.points,
-        occurred_at=_ts(now),
+        occurred_at=timestamp(now),
     )
     if coupon.expires_at is not None:
-        msg.expires_at.CopyFrom(_ts(coupon.expires_at))
+        msg.expires_at.CopyFrom(timestamp(coupon.expires_at))
     return msg
 
 
@@ -592,7 +585,7 @@ async def consume(
             coupon_code=coupon.code,
             reward_id=str(reward.id),
             order_ref=order_ref,
-            occurred_at=_ts(consumed_at),
+            occurred_at=timestamp(consumed_at),
         ),
         event_id=deterministic_id("loyalty", "coupon-redeemed", coupon.code),
     )

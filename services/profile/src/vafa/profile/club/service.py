@@ -33,13 +33,13 @@ from typing import Any
 import structlog
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
+from vafa.kit.cloudevents import timestamp
 from vafa.kit.errors import Conflict, Problem
 from vafa.kit.outbox import OutboxEvent
 from vafa.profile.config import Settings
@@ -211,12 +211,6 @@ async def clear_failures(session: AsyncSession, identity: Identity) -> None:
 
 
 # -- accounts and their events --------------------------------------------------------------
-
-
-def _ts(when: datetime) -> Timestamp:
-    out = Timestamp()
-    out.FromDatetime(when)
-    return out
 
 
 _CLUB_FIELDS = text(
@@ -520,7 +514,7 @@ async def send_code(
             destination=destination.value,
             code=code,
             purpose=purpose.value,
-            expires_at=_ts(expires_at),
+            expires_at=timestamp(expires_at),
             language=settings.club_language,
         ),
     )

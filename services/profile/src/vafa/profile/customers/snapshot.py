@@ -15,11 +15,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
+from vafa.kit.cloudevents import timestamp
 
 # (session, customer ids) -> per customer, CustomerSnapshot fields to set (scalars, or a
 # Timestamp-able datetime).
@@ -50,12 +50,6 @@ _EXTRAS = text(
     "  FROM effective_dates d WHERE d.customer_id = c.id) AS dates"
     " FROM customers c WHERE c.id = ANY(CAST(:ids AS uuid[]))"
 )
-
-
-def timestamp(at: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(at)
-    return ts
 
 
 def consent_message(

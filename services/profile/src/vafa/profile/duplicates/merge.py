@@ -34,9 +34,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
+from vafa.kit.cloudevents import timestamp
 from vafa.kit.errors import Conflict, NotFound
 from vafa.profile.customers import service as customers
-from vafa.profile.customers.snapshot import timestamp
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
 from vafa.profile.models import Customer, Merge
 

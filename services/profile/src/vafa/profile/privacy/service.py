@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import profile_pb2
 from vafa.kit import cloudevents
+from vafa.kit.cloudevents import timestamp
 from vafa.kit.errors import Conflict
 from vafa.kit.outbox import OutboxEvent
 from vafa.profile.customers import service as customers
-from vafa.profile.customers.snapshot import timestamp
 from vafa.profile.events import CUSTOMERS_TOPIC, outbox
 
 # Each is a JSON array of the customer's rows of one table (to_jsonb: every column).

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Uuid, and_, bindparam, exists, func, literal, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import segmentation_pb2 as pb
-from vafa.kit.cloudevents import deterministic_id
+from vafa.kit.cloudevents import deterministic_id, timestamp
 from vafa.kit.outbox import OutboxEvent
 from vafa.segmentation.config import Settings
 from vafa.segmentation.events import outbox
@@ -134,12 +133,6 @@ def compiled(segment: SegmentRow, segments: Mapping[str, SegmentRow]) -> compile
     return hit
 
 
-def _ts(at: datetime) -> Timestamp:
-    t = Timestamp()
-    t.FromDatetime(at)
-    return t
-
-
 def entered_event(
     seg: SegmentRow,
     customer_id: uuid.UUID,
@@ -155,7 +148,7 @@ def entered_event(
         segment_name=seg.name,
         segment_version=version,
         cause=CAUSES[cause],
-        occurred_at=_ts(at),
+        occurred_at=timestamp(at),
     )
     return OutboxEvent(
         TOPIC,
@@ -182,8 +175,8 @@ def exited_event(
         segment_name=seg.name,
         segment_version=version,
         cause=CAUSES[cause],
-        occurred_at=_ts(at),
-        entered_at=_ts(entered_at),
+        occurred_at=timestamp(at),
+        entered_at=timestamp(entered_at),
     )
     return OutboxEvent(
         TOPIC,

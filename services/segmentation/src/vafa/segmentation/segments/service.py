@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import Text, Uuid, func, literal, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from vafa.events.v1 import segmentation_pb2 as pb
 from vafa.kit import identity
+from vafa.kit.cloudevents import timestamp
 from vafa.kit.errors import Conflict, NotFound, Problem
 from vafa.segmentation.events import outbox
 from vafa.segmentation.models import Features, Identity, Membership, Segment, SegmentVersion
@@ -61,8 +61,6 @@ async def list_segments(session: AsyncSession, *, archived: bool = False) -> lis
 
 
 async def _published(session: AsyncSession, seg: Segment, now: datetime) -> None:
-    at = Timestamp()
-    at.FromDatetime(now)
     await outbox.add(
         session,
         topic=evaluation.TOPIC,
@@ -75,7 +73,7 @@ async def _published(session: AsyncSession, seg: Segment, now: datetime) -> None
             kind=seg.kind,
             archived=seg.archived,
             member_count=seg.member_count,
-            occurred_at=at,
+            occurred_at=timestamp(now),
         ),
         time=now,
     )
